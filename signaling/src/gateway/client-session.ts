@@ -1,0 +1,339 @@
+/**
+ * One WebSocket connection: authenticated at the upgrade, it runs each frame through the
+ * message path (size limit → JSON → envelope → rate limits → NOT_JOINED → role → schema →
+ * handler inside a span) one at a time, answers every request exactly once, and watches its
+ * own liveness, backlog and token expiry.
+ */
+import { randomUUID } from 'node:crypto';
+import { context, propagation, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import type { Logger } from 'pino';
+import type { RawData, WebSocket } from 'ws';
+import type { Config } from '../config.js';
+import { CloseCode, ProtocolError, toErrorBody, type ErrorBody } from '../errors.js';
+import type { NodeMetrics } from '../metrics.js';
+import type { RateLimits, RateLimitRejection } from '../rate-limits.js';
+import type { AccessClaims, TokenVerifier } from '../auth/tokens.js';
+import { requestEnvelopeSchema, type RequestId, type Role } from '../protocol/common.js';
+import { findMethod } from '../protocol/index.js';
+import type { EphemeralEventName, EventData } from '../protocol/notifications.js';
+import type { HandlerContext } from '../protocol/context.js';
+import type { RoomService } from '../rooms/room-service.js';
+import type { Member } from '../rooms/room.js';
+import type { MediaGateway } from '../rooms/media-gateway.js';
+import type { DrainController } from '../drain.js';
+import { encodeFrame } from '../bus/room-bus.js';
+
+/** Frames queued for processing before the socket stops reading (TCP back-pressure). */
+const MAX_QUEUED_FRAMES = 64;
+/** How long a closing socket may take before it is destroyed. */
+const CLOSE_GRACE_MS = 2000;
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+export interface SessionServices {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly metrics: NodeMetrics;
+  readonly rooms: RoomService;
+  readonly rateLimits: RateLimits;
+  readonly verifier: TokenVerifier;
+  readonly drain: DrainController;
+  media(): MediaGateway | undefined;
+  reportError(error: unknown, context: Record<string, string | undefined>): void;
+}
+
+const tracer = trace.getTracer('trading-room-signaling');
+
+export class ClientSession {
+  readonly connectionId = randomUUID();
+  readonly userId: string;
+  readonly roomId: string;
+  readonly ip: string;
+  readonly tokenRole: Role;
+  readonly tokenName: string | undefined;
+  /** Set by the room service while the connection is a member of its room. */
+  membership: { room: string; member: Member } | undefined;
+  #expiresAtMs: number;
+  readonly #ws: WebSocket;
+  readonly #services: SessionServices;
+  readonly #log: Logger;
+  #queue: Promise<void> = Promise.resolve();
+  #queued = 0;
+  #paused = false;
+  #closed = false;
+  #missedPongs = 0;
+  #slowSince: number | undefined;
+  #expiryTimer: NodeJS.Timeout | undefined;
+
+  constructor(ws: WebSocket, claims: AccessClaims, ip: string, services: SessionServices) {
+    this.#ws = ws;
+    this.#services = services;
+    this.userId = claims.userId;
+    this.roomId = claims.roomId;
+    this.tokenRole = claims.role;
+    this.tokenName = claims.name;
+    this.ip = ip;
+    this.#expiresAtMs = claims.expiresAtMs;
+    this.#log = services.log.child({ connectionId: this.connectionId, userId: this.userId, roomId: this.roomId });
+    this.#armExpiry();
+    ws.on('message', (data, isBinary) => this.#enqueue(data, isBinary));
+    ws.on('pong', () => {
+      this.#missedPongs = 0;
+    });
+    ws.on('error', (error) => this.#log.debug({ err: error }, 'socket error'));
+    ws.on('close', (code) => this.#onClose(code));
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  get expiresAtMs(): number {
+    return this.#expiresAtMs;
+  }
+
+  /** The participant's current role (the token's until it joins). */
+  get role(): Role {
+    return this.membership?.member.participant.role ?? this.tokenRole;
+  }
+
+  get participantId(): string | undefined {
+    return this.membership?.member.participant.participantId;
+  }
+
+  /** Writes an encoded frame; watches the socket's backlog. */
+  sendFrame(payload: string | Buffer): void {
+    if (this.#closed) return;
+    this.#ws.send(payload, { binary: false });
+    this.#checkBacklog();
+  }
+
+  sendEvent<E extends EphemeralEventName>(event: E, data: EventData<E>): void {
+    this.sendFrame(encodeFrame(event, data));
+  }
+
+  /** Closes the connection with a contract close code; safe to call twice. */
+  close(code: number, reason = ''): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#services.metrics.closedConnections.inc({ code: String(code) });
+    this.#ws.close(code, reason.slice(0, 120));
+    setTimeout(() => this.#ws.terminate(), CLOSE_GRACE_MS).unref();
+  }
+
+  /** Replaces the token (`session.refresh`); returns the new expiry. */
+  async refresh(token: string): Promise<number> {
+    let claims: AccessClaims;
+    try {
+      claims = await this.#services.verifier.verify(token);
+    } catch (error) {
+      throw new ProtocolError('FORBIDDEN', error instanceof Error ? error.message : 'invalid token');
+    }
+    if (claims.userId !== this.userId || claims.roomId !== this.roomId) {
+      throw new ProtocolError('FORBIDDEN', 'the new token is for another user or room');
+    }
+    this.#expiresAtMs = claims.expiresAtMs;
+    this.#armExpiry();
+    return this.#expiresAtMs;
+  }
+
+  /** Called on every heartbeat tick: pings, and ends peers that missed two pongs. */
+  heartbeat(): void {
+    if (this.#closed) return;
+    if (this.#missedPongs >= 2) {
+      this.#log.info('peer missed two pongs; terminating');
+      this.#services.metrics.closedConnections.inc({ code: '1006' });
+      this.#closed = true;
+      this.#ws.terminate();
+      return;
+    }
+    this.#missedPongs++;
+    this.#ws.ping();
+    this.#checkBacklog();
+  }
+
+  #checkBacklog(): void {
+    const { maxBufferedBytes, graceMs } = this.#services.config.slowConsumer;
+    if (this.#ws.bufferedAmount <= maxBufferedBytes) {
+      this.#slowSince = undefined;
+      return;
+    }
+    const now = Date.now();
+    this.#slowSince ??= now;
+    if (now - this.#slowSince >= graceMs) {
+      this.#log.warn({ bufferedAmount: this.#ws.bufferedAmount }, 'slow consumer closed');
+      this.#services.metrics.slowConsumers.inc();
+      this.close(CloseCode.TRY_AGAIN_LATER, 'slow consumer');
+    }
+  }
+
+  #armExpiry(): void {
+    clearTimeout(this.#expiryTimer);
+    const delay = Math.min(MAX_TIMER_MS, Math.max(0, this.#expiresAtMs - Date.now()));
+    this.#expiryTimer = setTimeout(() => {
+      if (Date.now() >= this.#expiresAtMs) this.close(CloseCode.TOKEN_EXPIRED, 'token expired');
+      else this.#armExpiry();
+    }, delay);
+    this.#expiryTimer.unref();
+  }
+
+  #enqueue(data: RawData, isBinary: boolean): void {
+    if (this.#closed) return;
+    this.#queued++;
+    if (this.#queued >= MAX_QUEUED_FRAMES && !this.#paused) {
+      this.#paused = true;
+      this.#ws.pause();
+    }
+    this.#queue = this.#queue
+      .then(() => this.#process(data, isBinary))
+      .catch((error: unknown) => this.#log.error({ err: error }, 'frame processing failed'))
+      .finally(() => {
+        this.#queued--;
+        if (this.#paused && this.#queued < MAX_QUEUED_FRAMES / 2) {
+          this.#paused = false;
+          if (!this.#closed) this.#ws.resume();
+        }
+      });
+  }
+
+  async #process(data: RawData, isBinary: boolean): Promise<void> {
+    if (this.#closed) return;
+    const started = performance.now();
+    let id: RequestId | null = null;
+    let method = 'invalid';
+    let outcome = 'ok';
+    try {
+      // Every frame counts against the connection's and the user's limits, valid or not.
+      const rejection = await this.#services.rateLimits.consumeMessage(this.connectionId, this.userId);
+      if (isBinary) {
+        await this.#limit(rejection);
+        throw new ProtocolError('BAD_REQUEST', 'binary frames are not accepted: send UTF-8 JSON text');
+      }
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(rawText(data));
+      } catch {
+        await this.#limit(rejection);
+        throw new ProtocolError('BAD_REQUEST', 'frame is not valid JSON');
+      }
+      const envelope = requestEnvelopeSchema.safeParse(parsed);
+      if (!envelope.success) {
+        id = usableId(parsed);
+        await this.#limit(rejection);
+        throw new ProtocolError('BAD_REQUEST', 'invalid request envelope', { details: issuesOf(envelope.error.issues) });
+      }
+      id = envelope.data.id;
+      await this.#limit(rejection);
+      const definition = findMethod(envelope.data.method);
+      method = definition ? envelope.data.method : 'unknown';
+      if (!definition) throw new ProtocolError('UNKNOWN_METHOD', `unknown method ${envelope.data.method.slice(0, 64)}`);
+      if (method !== 'room.join' && !this.membership) throw new ProtocolError('NOT_JOINED', 'join the room first');
+      if (method === 'room.join' && this.#services.drain.state !== 'RUNNING') {
+        throw new ProtocolError('UNAVAILABLE', 'this node is draining; reconnect to another node', {
+          retryAfterMs: 1000,
+        });
+      }
+      await this.#limit(await this.#services.rateLimits.consumeMethod(method, this.userId));
+      if (definition.roles !== 'all' && !definition.roles.includes(this.role)) {
+        throw new ProtocolError('FORBIDDEN', `${method} is not allowed for role ${this.role}`);
+      }
+      const input = definition.data.safeParse(envelope.data.data ?? {});
+      if (!input.success) throw new ProtocolError('BAD_REQUEST', 'invalid data', { details: issuesOf(input.error.issues) });
+      const result = await this.#traced(method, envelope.data.traceparent, () =>
+        definition.handle(this.#context(), input.data),
+      );
+      this.#respond(`{"id":${JSON.stringify(id)},"ok":true,"data":${JSON.stringify(result ?? {})}}`);
+    } catch (error) {
+      const body = toErrorBody(error);
+      outcome = body.code;
+      if (body.code === 'INTERNAL') {
+        this.#log.error({ err: error, method }, 'handler failed');
+        this.#services.reportError(error, { method, userId: this.userId, roomId: this.roomId });
+      }
+      this.#services.metrics.errors.inc({ code: body.code });
+      this.#respond(errorFrame(id, body));
+    } finally {
+      this.#services.metrics.messagesReceived.inc({ method, outcome });
+      this.#services.metrics.messageSeconds.observe({ method }, (performance.now() - started) / 1000);
+    }
+  }
+
+  async #limit(rejection: RateLimitRejection | undefined): Promise<void> {
+    if (!rejection) return;
+    this.#services.metrics.rateLimited.inc({ kind: rejection.kind });
+    if (await this.#services.rateLimits.isAbusive(this.connectionId)) {
+      this.#log.warn('closing a connection that kept sending far past its rate limits');
+      this.close(CloseCode.POLICY, 'rate limits exceeded repeatedly');
+    }
+    throw new ProtocolError('RATE_LIMITED', `rate limit exceeded (${rejection.kind})`, {
+      retryAfterMs: rejection.retryAfterMs,
+    });
+  }
+
+  #traced<T>(method: string, traceparent: string | undefined, fn: () => Promise<T> | T): Promise<T> {
+    const parent = traceparent ? propagation.extract(context.active(), { traceparent }) : context.active();
+    return tracer.startActiveSpan(
+      method,
+      {
+        kind: SpanKind.SERVER,
+        attributes: { 'rpc.system': 'trading-room', 'rpc.method': method, 'trading_room.room_id': this.roomId },
+      },
+      parent,
+      async (span) => {
+        try {
+          return await fn();
+        } catch (error) {
+          span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : 'error' });
+          throw error;
+        } finally {
+          span.end();
+        }
+      },
+    );
+  }
+
+  #context(): HandlerContext {
+    return {
+      session: this,
+      rooms: this.#services.rooms,
+      media: this.#services.media(),
+      config: this.#services.config,
+      log: this.#log,
+    };
+  }
+
+  #respond(frame: string): void {
+    if (this.#ws.readyState === this.#ws.OPEN) this.#ws.send(frame);
+  }
+
+  #onClose(code: number): void {
+    this.#closed = true;
+    clearTimeout(this.#expiryTimer);
+    this.#services.rateLimits.forgetConnection(this.connectionId);
+    this.#services.rooms.leave(this, 'disconnected').catch((error: unknown) => {
+      this.#log.error({ err: error }, 'leaving after disconnect failed');
+    });
+    this.#log.debug({ code }, 'connection closed');
+  }
+}
+
+function rawText(data: RawData): string {
+  if (Buffer.isBuffer(data)) return data.toString();
+  return Array.isArray(data) ? Buffer.concat(data).toString() : Buffer.from(data).toString();
+}
+
+/** The `id` of a request whose envelope is otherwise invalid, when it is usable. */
+function usableId(parsed: unknown): RequestId | null {
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return null;
+  const id = (parsed as { id?: unknown }).id;
+  if (typeof id === 'string' && id.length <= 128) return id;
+  if (typeof id === 'number' && Number.isSafeInteger(id)) return id;
+  return null;
+}
+
+function issuesOf(issues: readonly { path: readonly PropertyKey[]; message: string }[]): { path: string; message: string }[] {
+  return issues.slice(0, 10).map((issue) => ({ path: issue.path.map(String).join('.'), message: issue.message }));
+}
+
+function errorFrame(id: RequestId | null, body: ErrorBody): string {
+  return `{"id":${JSON.stringify(id)},"ok":false,"error":${JSON.stringify(body)}}`;
+}

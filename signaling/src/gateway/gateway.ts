@@ -1,0 +1,180 @@
+/**
+ * The WebSocket gateway: authenticates and admits upgrades on `/ws` (refusing with an HTTP
+ * status and a JSON body, never by accepting and closing), creates a {@link ClientSession} per
+ * socket, runs the heartbeat, and tells every client when the node drains.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { STATUS_CODES } from 'node:http';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { Logger } from 'pino';
+import { CloseCode, type HttpErrorCode } from '../errors.js';
+import { TokenError, type AccessClaims } from '../auth/tokens.js';
+import { ClientSession, type SessionServices } from './client-session.js';
+import { ClientIpResolver } from './client-ip.js';
+
+type Refuse = (status: number, code: HttpErrorCode, message: string, retryAfterS?: number) => void;
+
+export class Gateway {
+  readonly #services: SessionServices;
+  readonly #log: Logger;
+  readonly #wss: WebSocketServer;
+  readonly #ips: ClientIpResolver;
+  readonly #sessions = new Set<ClientSession>();
+  readonly #perUser = new Map<string, number>();
+  readonly #heartbeat: NodeJS.Timeout;
+
+  constructor(services: SessionServices) {
+    this.#services = services;
+    this.#log = services.log;
+    this.#ips = new ClientIpResolver(services.config.trustedProxies);
+    this.#wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: services.config.maxPayloadBytes,
+      perMessageDeflate: false,
+      clientTracking: false,
+    });
+    this.#heartbeat = setInterval(() => {
+      for (const session of this.#sessions) session.heartbeat();
+    }, services.config.heartbeatIntervalMs);
+    this.#heartbeat.unref();
+  }
+
+  get connectionCount(): number {
+    return this.#sessions.size;
+  }
+
+  sessions(): Iterable<ClientSession> {
+    return this.#sessions;
+  }
+
+  /** The `upgrade` handler of the node's HTTP server. */
+  handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => {});
+    const refuse: Refuse = (status, code, message, retryAfterS) =>
+      this.#refuse(socket, status, code, message, retryAfterS);
+    this.#admit(request, refuse).then(
+      (claims) => {
+        if (!claims || socket.destroyed) return;
+        this.#wss.handleUpgrade(request, socket, head, (ws) => this.#accept(ws, claims, request));
+      },
+      (error: unknown) => {
+        this.#log.error({ err: error }, 'upgrade failed');
+        refuse(500, 'INTERNAL', 'internal error');
+      },
+    );
+  }
+
+  #accept(ws: WebSocket, claims: AccessClaims, request: IncomingMessage): void {
+    const session = new ClientSession(ws, claims, this.#ips.resolve(request), this.#services);
+    this.#sessions.add(session);
+    this.#perUser.set(claims.userId, (this.#perUser.get(claims.userId) ?? 0) + 1);
+    ws.once('close', () => {
+      this.#sessions.delete(session);
+      const left = (this.#perUser.get(claims.userId) ?? 1) - 1;
+      if (left <= 0) this.#perUser.delete(claims.userId);
+      else this.#perUser.set(claims.userId, left);
+    });
+  }
+
+  async #admit(request: IncomingMessage, refuse: Refuse): Promise<AccessClaims | undefined> {
+    const { config, drain, rateLimits, metrics, verifier } = this.#services;
+    const url = new URL(request.url ?? '/', 'http://localhost');
+    if (url.pathname !== '/ws') {
+      refuse(404, 'NOT_FOUND', 'WebSocket endpoint is /ws');
+      return undefined;
+    }
+    if (drain.state !== 'RUNNING') {
+      metrics.upgradesRefused.inc({ status: '503' });
+      refuse(503, 'UNAVAILABLE', 'this node is draining; connect to another node', retryAfterSeconds(drain.deadline));
+      return undefined;
+    }
+    const origin = request.headers.origin;
+    if (config.allowedOrigins && origin !== undefined && !config.allowedOrigins.includes(origin)) {
+      metrics.upgradesRefused.inc({ status: '403' });
+      refuse(403, 'FORBIDDEN', 'origin not allowed');
+      return undefined;
+    }
+    const ip = this.#ips.resolve(request);
+    const limited = await rateLimits.consumeUpgrade(ip);
+    if (limited) {
+      metrics.upgradesRefused.inc({ status: '429' });
+      metrics.rateLimited.inc({ kind: 'ip' });
+      refuse(429, 'RATE_LIMITED', 'too many connection attempts', Math.ceil(limited.retryAfterMs / 1000));
+      return undefined;
+    }
+    let claims: AccessClaims;
+    try {
+      claims = await verifier.verify(tokenOf(request, url));
+    } catch (error) {
+      metrics.upgradesRefused.inc({ status: '401' });
+      refuse(401, 'UNAUTHORIZED', error instanceof TokenError ? error.message : 'invalid token');
+      return undefined;
+    }
+    if ((this.#perUser.get(claims.userId) ?? 0) >= config.maxConnectionsPerUser) {
+      metrics.upgradesRefused.inc({ status: '429' });
+      metrics.rateLimited.inc({ kind: 'user' });
+      refuse(429, 'RATE_LIMITED', `at most ${config.maxConnectionsPerUser} connections per user`, 5);
+      return undefined;
+    }
+    if (drain.state !== 'RUNNING') {
+      metrics.upgradesRefused.inc({ status: '503' });
+      refuse(503, 'UNAVAILABLE', 'this node is draining; connect to another node', retryAfterSeconds(drain.deadline));
+      return undefined;
+    }
+    return claims;
+  }
+
+  #refuse(socket: Duplex, status: number, code: HttpErrorCode, message: string, retryAfterS?: number): void {
+    if (socket.destroyed) return;
+    const body = JSON.stringify({ error: { code, message } });
+    const headers = [
+      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}`,
+      'Content-Type: application/json',
+      `Content-Length: ${Buffer.byteLength(body)}`,
+      'Connection: close',
+    ];
+    if (retryAfterS !== undefined) headers.push(`Retry-After: ${Math.max(1, Math.ceil(retryAfterS))}`);
+    socket.end(`${headers.join('\r\n')}\r\n\r\n${body}`);
+  }
+
+  /**
+   * Tells every client the node drains: each gets its own `reconnectAfterMs`, spread uniformly
+   * over the first half of the window so reconnects do not arrive as a storm.
+   */
+  announceDrain(deadline: number): void {
+    const windowMs = Math.max(0, deadline - Date.now());
+    const spreadMs = Math.floor(windowMs / 2);
+    for (const session of this.#sessions) {
+      session.sendEvent('server.draining', { deadline, reconnectAfterMs: Math.floor(Math.random() * spreadMs) });
+    }
+  }
+
+  /** Closes every socket still open (`1012` at the drain deadline, `1001` on shutdown). */
+  closeAll(code: number = CloseCode.DRAIN_DEADLINE, reason = 'drain deadline reached'): void {
+    for (const session of this.#sessions) session.close(code, reason);
+  }
+
+  /** Resolves when every socket has closed, or after `timeoutMs`. */
+  async waitForSockets(timeoutMs: number): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    while (this.#sessions.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+  }
+
+  close(): void {
+    clearInterval(this.#heartbeat);
+    this.#wss.close();
+  }
+}
+
+function tokenOf(request: IncomingMessage, url: URL): string | undefined {
+  const fromQuery = url.searchParams.get('token');
+  if (fromQuery) return fromQuery;
+  const header = request.headers.authorization;
+  const match = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
+  return match?.[1];
+}
+
+function retryAfterSeconds(deadline: number | undefined): number {
+  return deadline ? Math.max(1, Math.ceil((deadline - Date.now()) / 1000)) : 5;
+}

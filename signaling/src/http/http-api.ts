@@ -1,0 +1,146 @@
+/**
+ * The plain HTTP side of the node's port: health probes, Prometheus metrics, the admin API and
+ * the browser page. Every answer is JSON except `/metrics` and the page.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { Config } from '../config.js';
+import type { HttpErrorCode } from '../errors.js';
+import { HTTP_STATUS } from '../errors.js';
+
+/** What the HTTP API reads from the node. */
+export interface HttpApiDeps {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly version: string;
+  readonly startedAt: number;
+  isStarted(): boolean;
+  isReady(): boolean;
+  health(): Record<string, unknown>;
+  metrics(): Promise<{ contentType: string; body: string }>;
+  rooms(): unknown[];
+  room(roomId: string): unknown;
+  closeRoom(roomId: string): Promise<boolean>;
+  drain(): { state: string; deadline: number | undefined };
+  /** Static files of the browser page: path → [content type, body]; undefined when not built. */
+  staticFile(path: string): Promise<{ contentType: string; body: Buffer } | undefined>;
+}
+
+export class HttpApi {
+  readonly #deps: HttpApiDeps;
+  readonly #adminDigest: Buffer | undefined;
+
+  constructor(deps: HttpApiDeps) {
+    this.#deps = deps;
+    this.#adminDigest = deps.config.adminToken ? sha256(deps.config.adminToken) : undefined;
+  }
+
+  /** The `request` handler of the node's HTTP server. */
+  handle(request: IncomingMessage, response: ServerResponse): void {
+    this.#route(request, response).catch((error: unknown) => {
+      this.#deps.log.error({ err: error, url: request.url }, 'HTTP handler failed');
+      if (!response.headersSent) sendError(response, 'INTERNAL', 'internal error');
+      else response.destroy();
+    });
+  }
+
+  async #route(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const url = new URL(request.url ?? '/', 'http://localhost');
+    const path = url.pathname;
+    const method = request.method ?? 'GET';
+    const deps = this.#deps;
+
+    if (path === '/health/live') return sendJson(response, 200, { status: 'ok' });
+    if (path === '/health/startup') {
+      return sendJson(response, deps.isStarted() ? 200 : 503, { status: deps.isStarted() ? 'ok' : 'starting' });
+    }
+    if (path === '/health/ready') {
+      const ready = deps.isReady();
+      return sendJson(response, ready ? 200 : 503, { status: ready ? 'ready' : 'not ready' });
+    }
+    if (path === '/health') return sendJson(response, 200, deps.health());
+    if (path === '/metrics') {
+      const { contentType, body } = await deps.metrics();
+      response.writeHead(200, { 'Content-Type': contentType, 'Cache-Control': 'no-store' });
+      response.end(body);
+      return;
+    }
+    if (path.startsWith('/admin/')) return this.#admin(request, response, method, path);
+    if (path === '/ws') return sendError(response, 'BAD_REQUEST', 'this endpoint needs a WebSocket upgrade');
+    if (method === 'GET' || method === 'HEAD') {
+      const file = await deps.staticFile(path === '/' ? '/index.html' : path);
+      if (file) {
+        response.writeHead(200, { 'Content-Type': file.contentType, 'Cache-Control': 'no-cache' });
+        response.end(method === 'HEAD' ? undefined : file.body);
+        return;
+      }
+    }
+    sendError(response, 'NOT_FOUND', `no route for ${method} ${path}`);
+  }
+
+  async #admin(request: IncomingMessage, response: ServerResponse, method: string, path: string): Promise<void> {
+    if (!this.#adminDigest) return sendError(response, 'FORBIDDEN', 'admin API disabled: set SIGNALING_ADMIN_TOKEN');
+    if (!this.#authorized(request)) {
+      response.setHeader('WWW-Authenticate', 'Bearer');
+      return sendError(response, 'UNAUTHORIZED', 'admin token required');
+    }
+    const deps = this.#deps;
+    const segments = path.split('/').filter(Boolean).map(decodeURIComponent);
+    // ['admin', 'rooms'], ['admin', 'rooms', id], ['admin', 'rooms', id, 'close'], ['admin', 'drain']
+    if (segments[1] === 'drain' && segments.length === 2) {
+      if (method !== 'POST') return sendMethodNotAllowed(response, 'POST');
+      return sendJson(response, 202, deps.drain());
+    }
+    if (segments[1] === 'rooms') {
+      if (segments.length === 2) {
+        if (method !== 'GET') return sendMethodNotAllowed(response, 'GET');
+        return sendJson(response, 200, { nodeId: deps.config.nodeId, rooms: deps.rooms() });
+      }
+      const roomId = segments[2] as string;
+      if (segments.length === 3) {
+        if (method !== 'GET') return sendMethodNotAllowed(response, 'GET');
+        const room = deps.room(roomId);
+        return room ? sendJson(response, 200, room) : sendError(response, 'NOT_FOUND', `no room ${roomId} on this node`);
+      }
+      if (segments.length === 4 && segments[3] === 'close') {
+        if (method !== 'POST') return sendMethodNotAllowed(response, 'POST');
+        return (await deps.closeRoom(roomId))
+          ? sendJson(response, 200, { closed: true })
+          : sendError(response, 'NOT_FOUND', `no room ${roomId} on this node`);
+      }
+    }
+    sendError(response, 'NOT_FOUND', `no admin route ${method} ${path}`);
+  }
+
+  /** Constant-time comparison of the bearer token (digests have equal length). */
+  #authorized(request: IncomingMessage): boolean {
+    const header = request.headers.authorization ?? '';
+    const match = /^Bearer\s+(\S+)$/i.exec(header);
+    if (!match || !this.#adminDigest) return false;
+    return timingSafeEqual(sha256(match[1] as string), this.#adminDigest);
+  }
+}
+
+function sha256(value: string): Buffer {
+  return createHash('sha256').update(value).digest();
+}
+
+function sendJson(response: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  response.writeHead(status, {
+    'Content-Type': 'application/json; charset=utf-8',
+    'Content-Length': Buffer.byteLength(text),
+    'Cache-Control': 'no-store',
+  });
+  response.end(text);
+}
+
+function sendError(response: ServerResponse, code: HttpErrorCode, message: string): void {
+  sendJson(response, code === 'UNAUTHORIZED' ? 401 : HTTP_STATUS[code], { error: { code, message } });
+}
+
+function sendMethodNotAllowed(response: ServerResponse, allow: string): void {
+  response.setHeader('Allow', allow);
+  sendJson(response, 405, { error: { code: 'BAD_REQUEST', message: `method not allowed; use ${allow}` } });
+}

@@ -1,0 +1,268 @@
+/**
+ * A trading-room node: one HTTP server carrying the WebSocket gateway, the health, metrics and
+ * admin endpoints and the browser page; the room service on a room bus; the SFU when media is
+ * on. {@link TradingRoomNode.drain} runs the drain state machine to the end.
+ */
+import { createServer, type Server } from 'node:http';
+import { existsSync, readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { dirname, extname, join, normalize, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import type { Config } from './config.js';
+import { CloseCode } from './errors.js';
+import { createLogger } from './logger.js';
+import { NodeMetrics } from './metrics.js';
+import { LocalRoomBus } from './bus/local-room-bus.js';
+import type { RoomBus } from './bus/room-bus.js';
+import { RoomService } from './rooms/room-service.js';
+import { RateLimits } from './rate-limits.js';
+import { TokenVerifier } from './auth/tokens.js';
+import { DrainController } from './drain.js';
+import { Gateway } from './gateway/gateway.js';
+import { HttpApi } from './http/http-api.js';
+import { startTelemetry, type Telemetry } from './telemetry.js';
+import type { MediaGateway } from './rooms/media-gateway.js';
+
+const PACKAGE_ROOT = findPackageRoot(dirname(fileURLToPath(import.meta.url)));
+const VERSION = (JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+const WEB_ROOT = join(PACKAGE_ROOT, 'dist', 'web');
+const CONTENT_TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.map': 'application/json',
+};
+
+export interface NodeOptions {
+  readonly logger?: Logger;
+  /** Replaces the room bus (tests, cluster). */
+  readonly bus?: RoomBus;
+}
+
+export class TradingRoomNode {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly metrics: NodeMetrics;
+  readonly rooms: RoomService;
+  readonly drainController: DrainController;
+  readonly #bus: RoomBus;
+  readonly #gateway: Gateway;
+  readonly #server: Server;
+  readonly #startedAt = Date.now();
+  #media: MediaGateway | undefined;
+  #mediaError: string | undefined;
+  #telemetry: Telemetry | undefined;
+  #started = false;
+  #drainDone: Promise<void> | undefined;
+
+  constructor(config: Config, options: NodeOptions = {}) {
+    this.config = config;
+    this.log = options.logger ?? createLogger({ level: config.logLevel, nodeId: config.nodeId });
+    this.drainController = new DrainController(config.drainTimeoutMs);
+    this.metrics = new NodeMetrics({
+      nodeId: config.nodeId,
+      collect: () => ({
+        connections: this.#gateway.connectionCount,
+        rooms: this.rooms.roomCount,
+        participants: this.rooms.participantCount,
+      }),
+    });
+    this.#bus =
+      options.bus ??
+      new LocalRoomBus({ maxEvents: config.rooms.replayMaxEvents, maxAgeMs: config.rooms.replayMaxAgeMs }, (error) =>
+        this.log.error({ err: error }, 'room event listener failed'),
+      );
+    this.rooms = new RoomService({ bus: this.#bus, config, log: this.log, metrics: this.metrics });
+    this.#gateway = new Gateway({
+      config,
+      log: this.log,
+      metrics: this.metrics,
+      rooms: this.rooms,
+      rateLimits: new RateLimits(config.rateLimits),
+      verifier: new TokenVerifier({ secret: config.jwt.secret, jwksUrl: config.jwt.jwksUrl }),
+      drain: this.drainController,
+      media: () => this.#media,
+      reportError: (error, context) => this.#telemetry?.reportError(error, context),
+    });
+    const api = new HttpApi({
+      config,
+      log: this.log,
+      version: VERSION,
+      startedAt: this.#startedAt,
+      isStarted: () => this.#started,
+      isReady: () => this.#started && this.drainController.state === 'RUNNING',
+      health: () => this.health(),
+      metrics: async () => ({ contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() }),
+      rooms: () => this.rooms.summaries(),
+      room: (roomId) => this.rooms.summary(roomId),
+      closeRoom: (roomId) => this.rooms.closeRoom(roomId),
+      drain: () => {
+        void this.drain();
+        return { state: this.drainController.state, deadline: this.drainController.deadline };
+      },
+      staticFile: (path) => staticFile(path),
+    });
+    this.#server = createServer({ keepAliveTimeout: 5000 }, (req, res) => api.handle(req, res));
+    this.#server.on('upgrade', (req, socket, head) => this.#gateway.handleUpgrade(req, socket, head));
+    this.#server.on('clientError', (_error, socket) => socket.destroy());
+    this.#setDrainMetric();
+  }
+
+  /** Starts telemetry, media (when enabled) and the HTTP server. */
+  async start(): Promise<this> {
+    this.#telemetry = await startTelemetry(this.config, this.log);
+    if (this.config.media.enabled) await this.#startMedia();
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen(this.config.port, this.config.host, () => {
+        this.#server.off('error', reject);
+        resolve();
+      });
+    });
+    this.#started = true;
+    this.log.info({ port: this.port, media: Boolean(this.#media), bus: this.#bus.status().kind }, 'node started');
+    return this;
+  }
+
+  async #startMedia(): Promise<void> {
+    try {
+      const [{ MediaService }, { registerMediaMetrics }, { MediaGateway }] = await Promise.all([
+        import('../../sfu/src/index.js'),
+        import('../../sfu/src/media-metrics.js'),
+        import('./rooms/media-gateway.js'),
+      ]);
+      const m = this.config.media;
+      const service = await MediaService.create({
+        numWorkers: m.numWorkers,
+        listenIp: m.listenIp,
+        announcedAddress: m.announcedAddress,
+        rtcBasePort: m.rtcBasePort,
+        plainTransportsEnabled: m.plainTransports,
+        consumersPerRouter: m.consumersPerRouter,
+        maxTransportsPerParticipant: m.maxTransportsPerParticipant,
+        maxProducersPerParticipant: m.maxProducersPerParticipant,
+        logger: this.log.child({ component: 'sfu' }),
+      });
+      registerMediaMetrics(this.metrics.registry, service);
+      this.#media = new MediaGateway(service, this.rooms, this.log);
+      this.rooms.useMedia(this.#media);
+    } catch (error) {
+      this.#mediaError = error instanceof Error ? error.message : String(error);
+      this.log.error({ err: error }, 'media unavailable: sfu.* requests will be answered UNAVAILABLE');
+    }
+  }
+
+  /** The port the server listens on (useful with PORT=0). */
+  get port(): number {
+    return (this.#server.address() as AddressInfo | null)?.port ?? this.config.port;
+  }
+
+  get media(): MediaGateway | undefined {
+    return this.#media;
+  }
+
+  health(): Record<string, unknown> {
+    const drain = this.drainController;
+    return {
+      status: drain.state === 'RUNNING' ? 'ok' : drain.state.toLowerCase(),
+      nodeId: this.config.nodeId,
+      version: VERSION,
+      uptimeSeconds: Math.round((Date.now() - this.#startedAt) / 1000),
+      connections: this.#gateway.connectionCount,
+      rooms: this.rooms.roomCount,
+      participants: this.rooms.participantCount,
+      bus: this.#bus.status(),
+      media: this.#media
+        ? { state: 'ok', ...this.#media.service.stats() }
+        : { state: this.config.media.enabled ? 'unavailable' : 'disabled', error: this.#mediaError },
+      drain: {
+        state: drain.state,
+        startedAt: drain.startedAt,
+        deadline: drain.deadline,
+        remainingConnections: this.#gateway.connectionCount,
+      },
+    };
+  }
+
+  /**
+   * Drains the node: readiness 503 and upgrades refused at once, `server.draining` to every
+   * client, stragglers closed with 1012 at the deadline, then everything closed in order.
+   * A second call returns the drain already under way.
+   */
+  drain(): Promise<void> {
+    if (this.#drainDone) return this.#drainDone;
+    if (!this.drainController.drain()) return Promise.resolve();
+    this.#setDrainMetric();
+    const deadline = this.drainController.deadline as number;
+    this.log.info({ deadline, connections: this.#gateway.connectionCount }, 'draining');
+    this.#gateway.announceDrain(deadline);
+    this.#drainDone = (async () => {
+      const progress = setInterval(() => this.metrics.drainRemainingConnections.set(this.#gateway.connectionCount), 250);
+      progress.unref();
+      await this.#gateway.waitForSockets(Math.max(0, deadline - Date.now()));
+      if (this.#gateway.connectionCount > 0) {
+        this.log.info({ remaining: this.#gateway.connectionCount }, 'drain deadline reached; closing the rest with 1012');
+        this.#gateway.closeAll(CloseCode.DRAIN_DEADLINE, 'drain deadline reached');
+        await this.#gateway.waitForSockets(2500);
+      }
+      clearInterval(progress);
+      await this.#shutdown();
+    })();
+    return this.#drainDone;
+  }
+
+  /** Closes at once (tests, or after a drain); safe to call twice. */
+  async close(): Promise<void> {
+    if (this.drainController.state === 'CLOSED') return;
+    this.drainController.drain();
+    this.#gateway.closeAll(CloseCode.GOING_AWAY, 'server shutting down');
+    await this.#gateway.waitForSockets(2000);
+    await this.#shutdown();
+  }
+
+  async #shutdown(): Promise<void> {
+    if (this.drainController.state === 'CLOSED') return;
+    this.#gateway.close();
+    await this.rooms.close();
+    await this.#media?.service.close();
+    await this.#bus.close();
+    await new Promise<void>((resolve) => {
+      this.#server.close(() => resolve());
+      this.#server.closeAllConnections();
+    });
+    await this.#telemetry?.shutdown();
+    this.drainController.close();
+    this.#setDrainMetric();
+    this.log.info('node closed');
+  }
+
+  #setDrainMetric(): void {
+    for (const state of ['RUNNING', 'DRAINING', 'CLOSED'] as const) {
+      this.metrics.drainState.set({ state: state.toLowerCase() }, this.drainController.state === state ? 1 : 0);
+    }
+  }
+}
+
+async function staticFile(path: string): Promise<{ contentType: string; body: Buffer } | undefined> {
+  const full = normalize(join(WEB_ROOT, path));
+  if (!full.startsWith(WEB_ROOT + sep)) return undefined;
+  const contentType = CONTENT_TYPES[extname(full)];
+  if (!contentType) return undefined;
+  try {
+    return { contentType, body: await readFile(full) };
+  } catch {
+    return undefined;
+  }
+}
+
+function findPackageRoot(start: string): string {
+  let dir = start;
+  while (!existsSync(join(dir, 'package.json'))) {
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error('package.json not found above ' + start);
+    dir = parent;
+  }
+  return dir;
+}

@@ -1,0 +1,41 @@
+/**
+ * Schemas shared by several message families: roles, ids, the participant shape and the
+ * request envelope.
+ */
+import { z } from 'zod';
+
+export const ROLES = ['presenter', 'moderator', 'trader'] as const;
+export const roleSchema = z.enum(ROLES);
+export type Role = z.infer<typeof roleSchema>;
+
+/** Roles that may publish media and trade alerts. */
+export const PUBLISHING_ROLES: readonly Role[] = ['presenter', 'moderator'];
+
+/** Opaque server-issued id (participant, session, message, transport, producer, consumer). */
+export const idSchema = z.string().min(1).max(128);
+
+export const participantSchema = z.object({
+  participantId: z.string(),
+  userId: z.string(),
+  name: z.string(),
+  role: roleSchema,
+  joinedAt: z.number().describe('epoch ms'),
+});
+export type Participant = z.infer<typeof participantSchema>;
+
+/** A request id: an integer or a string, unique among the client's requests in flight. */
+export const requestIdSchema = z.union([z.number().int().min(-(2 ** 53) + 1).max(2 ** 53 - 1), z.string().max(128)]);
+export type RequestId = z.infer<typeof requestIdSchema>;
+
+/** W3C trace context header value. */
+export const traceparentSchema = z.string().regex(/^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/);
+
+export const requestEnvelopeSchema = z.object({
+  id: requestIdSchema,
+  method: z.string().min(1).max(64),
+  data: z.record(z.string(), z.unknown()).optional(),
+  traceparent: traceparentSchema.optional(),
+});
+
+export const emptySchema = z.strictObject({});
+export type Empty = z.infer<typeof emptySchema>;

@@ -1,0 +1,74 @@
+/**
+ * Server → client notifications. Durable events carry `seq` and are replayed on resume;
+ * ephemeral ones do not.
+ */
+import { z } from 'zod';
+import { participantSchema } from './common.js';
+import { ALERT_ACTIONS } from './alert.js';
+import { mediaKindSchema, mediaSourceSchema } from './sfu.js';
+
+const participantRef = z.object({ participantId: z.string(), userId: z.string(), name: z.string() });
+
+/** Durable room events: every participant gets each, in `seq` order. */
+export const durableEventSchemas = {
+  'participant.joined': z.object({ participant: participantSchema }),
+  'participant.left': z.object({
+    participantId: z.string(),
+    reason: z.enum(['left', 'disconnected', 'kicked', 'replaced', 'room-closed']),
+  }),
+  'participant.updated': z.object({ participant: participantSchema }),
+  'producer.added': z.object({
+    producerId: z.string(),
+    participantId: z.string(),
+    kind: mediaKindSchema,
+    source: mediaSourceSchema,
+  }),
+  'producer.removed': z.object({ producerId: z.string(), reason: z.string().optional() }),
+  'producer.paused': z.object({ producerId: z.string() }),
+  'producer.resumed': z.object({ producerId: z.string() }),
+  'chat.message': z.object({ messageId: z.string(), from: participantRef, text: z.string(), ts: z.number() }),
+  'alert.published': z.object({
+    alertId: z.string(),
+    from: participantRef,
+    symbol: z.string(),
+    action: z.enum(ALERT_ACTIONS),
+    price: z.number().optional(),
+    note: z.string().optional(),
+    ts: z.number(),
+  }),
+};
+
+/** Ephemeral events: no `seq`, not replayed. */
+export const ephemeralEventSchemas = {
+  'participant.count': z.object({ count: z.number().int() }),
+  'consumer.closed': z.object({ consumerId: z.string(), reason: z.string() }),
+  'consumer.layersChanged': z.object({
+    consumerId: z.string(),
+    spatialLayer: z.number().int().nullable().describe('null while no layer is forwarded'),
+    temporalLayer: z.number().int().nullable(),
+  }),
+  activeSpeaker: z.object({ participantId: z.string().nullable() }),
+  'server.draining': z.object({
+    deadline: z.number().describe('epoch ms when remaining sockets are closed with 1012'),
+    reconnectAfterMs: z.number().int(),
+  }),
+  'session.kicked': z.object({ reason: z.string() }),
+};
+
+export type DurableEventName = keyof typeof durableEventSchemas;
+export type EphemeralEventName = keyof typeof ephemeralEventSchemas;
+export type EventName = DurableEventName | EphemeralEventName;
+export type EventData<E extends EventName> = E extends DurableEventName
+  ? z.infer<(typeof durableEventSchemas)[E]>
+  : E extends EphemeralEventName
+    ? z.infer<(typeof ephemeralEventSchemas)[E]>
+    : never;
+
+/** A notification as it travels on the wire. */
+export type Notification<E extends EventName = EventName> = E extends DurableEventName
+  ? { event: E; data: EventData<E>; seq: number }
+  : { event: E; data: EventData<E> };
+
+export function isDurableEvent(name: string): name is DurableEventName {
+  return Object.hasOwn(durableEventSchemas, name);
+}

@@ -1,0 +1,91 @@
+/**
+ * The contract's four rate limits, on `rate-limiter-flexible`: per IP on the upgrade, per
+ * connection, per user (across all its connections) and per method per user. Stores are chosen
+ * here only, so a cluster can put the per-IP and per-user ones in Redis (with an in-memory
+ * insurance limiter) without touching callers.
+ */
+import { RateLimiterMemory, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import type { Config, Limit } from './config.js';
+
+export type LimitKind = 'ip' | 'connection' | 'user' | 'method';
+
+export interface RateLimitRejection {
+  readonly kind: LimitKind;
+  readonly retryAfterMs: number;
+}
+
+/** Builds a limiter for a limit; swap this for a Redis-backed factory in a cluster. */
+export type LimiterFactory = (name: LimitKind, limit: Limit) => RateLimiterAbstract;
+
+export const memoryLimiter: LimiterFactory = (name, limit) =>
+  new RateLimiterMemory({ keyPrefix: name, points: limit.points, duration: Math.max(1, Math.ceil(limit.durationMs / 1000)) });
+
+type MethodLimitName = keyof Config['rateLimits']['methods'];
+
+export class RateLimits {
+  readonly enabled: boolean;
+  readonly #ip: RateLimiterAbstract;
+  readonly #connection: RateLimiterAbstract;
+  readonly #user: RateLimiterAbstract;
+  readonly #methods: ReadonlyMap<string, RateLimiterAbstract>;
+  readonly #abuse: RateLimiterAbstract;
+
+  constructor(config: Config['rateLimits'], factories: { shared?: LimiterFactory } = {}) {
+    const shared = factories.shared ?? memoryLimiter;
+    this.enabled = config.enabled;
+    this.#ip = shared('ip', config.ip);
+    this.#connection = memoryLimiter('connection', config.connection);
+    this.#user = shared('user', config.user);
+    this.#methods = new Map(
+      (Object.entries(config.methods) as [MethodLimitName, Limit][]).map(([method, limit]) => [
+        method,
+        shared('method', limit),
+      ]),
+    );
+    // Rejections a connection may collect over one connection window before it is closed.
+    this.#abuse = memoryLimiter('connection', {
+      points: config.abuseCloseAfterRejections,
+      durationMs: config.connection.durationMs,
+    });
+  }
+
+  /** One upgrade attempt from `ip`. */
+  async consumeUpgrade(ip: string): Promise<RateLimitRejection | undefined> {
+    if (!this.enabled) return undefined;
+    return consume(this.#ip, ip, 'ip');
+  }
+
+  /** One inbound message on a connection of `userId`. */
+  async consumeMessage(connectionId: string, userId: string): Promise<RateLimitRejection | undefined> {
+    if (!this.enabled) return undefined;
+    return (await consume(this.#connection, connectionId, 'connection')) ?? consume(this.#user, userId, 'user');
+  }
+
+  /** One call of a method that has its own limit (others pass). */
+  async consumeMethod(method: string, userId: string): Promise<RateLimitRejection | undefined> {
+    if (!this.enabled) return undefined;
+    const limiter = this.#methods.get(method);
+    return limiter ? consume(limiter, `${method}:${userId}`, 'method') : undefined;
+  }
+
+  /** Records a refused request; true when the connection has gone far past its limits. */
+  async isAbusive(connectionId: string): Promise<boolean> {
+    return (await consume(this.#abuse, connectionId, 'connection')) !== undefined;
+  }
+
+  /** Drops the per-connection counters of a closed connection. */
+  forgetConnection(connectionId: string): void {
+    void this.#connection.delete(connectionId).catch(() => {});
+    void this.#abuse.delete(connectionId).catch(() => {});
+  }
+}
+
+async function consume(limiter: RateLimiterAbstract, key: string, kind: LimitKind): Promise<RateLimitRejection | undefined> {
+  try {
+    await limiter.consume(key, 1);
+    return undefined;
+  } catch (result) {
+    if (result instanceof RateLimiterRes) return { kind, retryAfterMs: Math.max(1, result.msBeforeNext) };
+    throw result;
+  }
+}

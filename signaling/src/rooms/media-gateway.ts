@@ -1,0 +1,207 @@
+/**
+ * The signaling side of media: checks who may do what, calls the SFU's {@link MediaService},
+ * maps its errors onto protocol errors and turns its events into room notifications.
+ */
+import type { Logger } from 'pino';
+import { SfuError, type MediaService } from '../../../sfu/src/index.js';
+import { ProtocolError } from '../errors.js';
+import { PUBLISHING_ROLES } from '../protocol/common.js';
+import type { ClientSession } from '../gateway/client-session.js';
+import type { RoomService } from './room-service.js';
+import type { ProducerInfo, RoomMediaHooks } from './media-hooks.js';
+import type { DtlsParametersData, RtpCapabilitiesData, RtpParametersData } from '../protocol/sfu.js';
+
+type Direction = 'send' | 'recv';
+
+export class MediaGateway implements RoomMediaHooks {
+  readonly #media: MediaService;
+  readonly #rooms: RoomService;
+  readonly #log: Logger;
+
+  constructor(media: MediaService, rooms: RoomService, log: Logger) {
+    this.#media = media;
+    this.#rooms = rooms;
+    this.#log = log;
+    media.on('producerclosed', ({ roomId, producerId, reason }) => {
+      this.#background(this.#rooms.publishDurable(roomId, 'producer.removed', { producerId, reason }));
+    });
+    media.on('consumerclosed', ({ roomId, participantId, consumerId, reason }) => {
+      this.#rooms.sendToParticipant(roomId, participantId, 'consumer.closed', { consumerId, reason });
+    });
+    media.on('consumerlayerschanged', ({ roomId, participantId, consumerId, spatialLayer, temporalLayer }) => {
+      this.#rooms.sendToParticipant(roomId, participantId, 'consumer.layersChanged', {
+        consumerId,
+        spatialLayer,
+        temporalLayer,
+      });
+    });
+    media.on('activespeaker', ({ roomId, participantId }) => {
+      this.#background(this.#rooms.publishEphemeral(roomId, 'activeSpeaker', { participantId }));
+    });
+  }
+
+  get service(): MediaService {
+    return this.#media;
+  }
+
+  // ---- sfu.* methods ---------------------------------------------------------------------------
+
+  async createTransport(session: ClientSession, direction: Direction) {
+    if (direction === 'send') this.#requirePublisher(session);
+    const { roomId, participantId } = ids(session);
+    return sfu(() => this.#media.createWebRtcTransport(roomId, participantId, direction));
+  }
+
+  async connectTransport(session: ClientSession, transportId: string, dtlsParameters: DtlsParametersData) {
+    const { roomId, participantId } = ids(session);
+    await sfu(() => this.#media.connectTransport(roomId, participantId, transportId, dtlsParameters as never));
+    return {};
+  }
+
+  async produce(
+    session: ClientSession,
+    data: { transportId: string; kind: 'audio' | 'video'; rtpParameters: RtpParametersData; source: ProducerInfo['source'] },
+  ) {
+    this.#requirePublisher(session);
+    const { roomId, participantId } = ids(session);
+    const { producerId } = await sfu(() =>
+      this.#media.produce(roomId, participantId, {
+        transportId: data.transportId,
+        kind: data.kind,
+        rtpParameters: data.rtpParameters as never,
+        source: data.source,
+      }),
+    );
+    await this.#rooms.publishDurable(roomId, 'producer.added', {
+      producerId,
+      participantId,
+      kind: data.kind,
+      source: data.source,
+    });
+    return { producerId };
+  }
+
+  async consume(session: ClientSession, data: { transportId: string; producerId: string; rtpCapabilities: RtpCapabilitiesData }) {
+    const { roomId, participantId } = ids(session);
+    return sfu(() =>
+      this.#media.consume(roomId, participantId, {
+        transportId: data.transportId,
+        producerId: data.producerId,
+        rtpCapabilities: data.rtpCapabilities as never,
+      }),
+    );
+  }
+
+  async resumeConsumer(session: ClientSession, consumerId: string) {
+    const { roomId, participantId } = ids(session);
+    await sfu(() => this.#media.resumeConsumer(roomId, participantId, consumerId));
+    return {};
+  }
+
+  async pauseProducer(session: ClientSession, producerId: string) {
+    const { roomId, participantId } = ids(session);
+    await sfu(() => this.#media.pauseProducer(roomId, participantId, producerId, { asModerator: isModerator(session) }));
+    await this.#rooms.publishDurable(roomId, 'producer.paused', { producerId });
+    return {};
+  }
+
+  async resumeProducer(session: ClientSession, producerId: string) {
+    const { roomId, participantId } = ids(session);
+    await sfu(() => this.#media.resumeProducer(roomId, participantId, producerId, { asModerator: isModerator(session) }));
+    await this.#rooms.publishDurable(roomId, 'producer.resumed', { producerId });
+    return {};
+  }
+
+  async closeProducer(session: ClientSession, producerId: string) {
+    const { roomId, participantId } = ids(session);
+    await sfu(() => this.#media.closeProducer(roomId, participantId, producerId, { asModerator: isModerator(session) }));
+    return {};
+  }
+
+  async setConsumerLayers(session: ClientSession, consumerId: string, spatialLayer: number, temporalLayer?: number) {
+    const { roomId, participantId } = ids(session);
+    await sfu(() => this.#media.setConsumerLayers(roomId, participantId, consumerId, spatialLayer, temporalLayer));
+    return {};
+  }
+
+  async restartIce(session: ClientSession, transportId: string) {
+    const { roomId, participantId } = ids(session);
+    return sfu(() => this.#media.restartIce(roomId, participantId, transportId));
+  }
+
+  async createPlainTransport(session: ClientSession, data: { direction: Direction; comedia?: boolean | undefined; rtcpMux?: boolean | undefined }) {
+    if (data.direction === 'send') this.#requirePublisher(session);
+    const { roomId, participantId } = ids(session);
+    return sfu(() => this.#media.createPlainTransport(roomId, participantId, data));
+  }
+
+  async connectPlainTransport(
+    session: ClientSession,
+    data: { transportId: string; ip: string; port: number; rtcpPort?: number | undefined },
+  ) {
+    const { roomId, participantId } = ids(session);
+    await sfu(() => this.#media.connectPlainTransport(roomId, participantId, data));
+    return {};
+  }
+
+  // ---- hooks of the room service -----------------------------------------------------------------
+
+  routerRtpCapabilities(roomId: string): Promise<unknown> {
+    return this.#media.getRouterRtpCapabilities(roomId);
+  }
+
+  listProducers(roomId: string): ProducerInfo[] {
+    return this.#media.listProducers(roomId);
+  }
+
+  publisherIds(roomId: string): Set<string> {
+    return new Set(this.#media.listProducers(roomId).map((p) => p.participantId));
+  }
+
+  async participantLeft(roomId: string, participantId: string): Promise<void> {
+    await this.#media.closeParticipant(roomId, participantId);
+  }
+
+  async publishingRevoked(roomId: string, participantId: string): Promise<void> {
+    await this.#media.closeParticipantProducers(roomId, participantId, 'role-revoked');
+  }
+
+  async mute(roomId: string, participantId: string): Promise<void> {
+    const paused = await this.#media.pauseParticipantProducers(roomId, participantId);
+    for (const producerId of paused) await this.#rooms.publishDurable(roomId, 'producer.paused', { producerId });
+  }
+
+  async roomClosed(roomId: string): Promise<void> {
+    await this.#media.closeRoom(roomId);
+  }
+
+  #requirePublisher(session: ClientSession): void {
+    if (!PUBLISHING_ROLES.includes(session.role)) {
+      throw new ProtocolError('FORBIDDEN', `role ${session.role} may not publish media`);
+    }
+  }
+
+  #background(work: Promise<unknown>): void {
+    work.catch((error: unknown) => this.#log.error({ err: error }, 'media notification failed'));
+  }
+}
+
+function ids(session: ClientSession): { roomId: string; participantId: string } {
+  const participantId = session.participantId;
+  if (!participantId) throw new ProtocolError('NOT_JOINED', 'join the room first');
+  return { roomId: session.roomId, participantId };
+}
+
+function isModerator(session: ClientSession): boolean {
+  return session.role === 'moderator';
+}
+
+/** Runs an SFU call, turning its {@link SfuError}s into protocol errors. */
+async function sfu<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (error) {
+    if (error instanceof SfuError) throw new ProtocolError(error.code, error.message);
+    throw error;
+  }
+}

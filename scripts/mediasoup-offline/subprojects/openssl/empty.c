@@ -1,0 +1,2 @@
+/* Intentionally empty: see meson.build in this folder. */
+typedef int trading_room_offline_shim_unused;

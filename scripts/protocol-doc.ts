@@ -1,0 +1,84 @@
+/**
+ * Renders the protocol reference (docs/protocol.md) from the zod schemas, the error catalogue
+ * and the close codes, so the reference cannot drift from the code.
+ */
+import { z } from 'zod';
+import { METHODS } from '../signaling/src/protocol/index.js';
+import { durableEventSchemas, ephemeralEventSchemas } from '../signaling/src/protocol/notifications.js';
+import { requestEnvelopeSchema } from '../signaling/src/protocol/common.js';
+import { CloseCode, ERROR_CODES, HTTP_STATUS } from '../signaling/src/errors.js';
+import { CONFIG_VARIABLES } from '../signaling/src/config.js';
+
+function schemaBlock(schema: z.ZodType, io: 'input' | 'output'): string {
+  const json = z.toJSONSchema(schema, { io, unrepresentable: 'any', target: 'draft-2020-12' }) as Record<string, unknown>;
+  delete json.$schema;
+  return '```json\n' + JSON.stringify(json, null, 2) + '\n```';
+}
+
+export function renderProtocolDoc(): string {
+  const out: string[] = [];
+  out.push('# Protocol reference (generated)');
+  out.push('');
+  out.push(
+    'Generated from the zod schemas in `signaling/src/protocol/` by `npm run docs:protocol`; a test fails when this file is stale. ' +
+      'The contract itself is PROTOCOL.md in the shared design folder; this page adds the exact schemas and what the contract leaves open. ' +
+      'Decisions behind it are in `docs/decisions.md`.',
+  );
+  out.push('');
+  out.push('## Request envelope');
+  out.push('');
+  out.push(schemaBlock(requestEnvelopeSchema, 'input'));
+  out.push('');
+  out.push('## Methods');
+  for (const [name, def] of Object.entries(METHODS)) {
+    out.push('');
+    out.push(`### \`${name}\``);
+    out.push('');
+    out.push(def.description);
+    out.push('');
+    out.push(`Who: ${def.roles === 'all' ? 'every joined participant' : def.roles.join(', ')}.`);
+    out.push('');
+    out.push('`data`:');
+    out.push('');
+    out.push(schemaBlock(def.data, 'input'));
+    out.push('');
+    out.push('Result:');
+    out.push('');
+    out.push(schemaBlock(def.result, 'output'));
+  }
+  out.push('');
+  out.push('## Durable notifications (carry `seq`)');
+  for (const [name, schema] of Object.entries(durableEventSchemas)) {
+    out.push('');
+    out.push(`### \`${name}\``);
+    out.push('');
+    out.push(schemaBlock(schema, 'output'));
+  }
+  out.push('');
+  out.push('## Ephemeral notifications (no `seq`)');
+  for (const [name, schema] of Object.entries(ephemeralEventSchemas)) {
+    out.push('');
+    out.push(`### \`${name}\``);
+    out.push('');
+    out.push(schemaBlock(schema, 'output'));
+  }
+  out.push('');
+  out.push('## Error codes');
+  out.push('');
+  out.push('| code | HTTP status (refusals, admin API) |');
+  out.push('| --- | --- |');
+  for (const code of ERROR_CODES) out.push(`| \`${code}\` | ${HTTP_STATUS[code]} |`);
+  out.push('| `UNAUTHORIZED` (HTTP only: upgrade without a valid token, admin API without the admin token) | 401 |');
+  out.push('');
+  out.push('## Close codes');
+  out.push('');
+  out.push('| name | code |');
+  out.push('| --- | --- |');
+  for (const [name, code] of Object.entries(CloseCode)) out.push(`| ${name} | ${code} |`);
+  out.push('');
+  out.push('## Configuration variables');
+  out.push('');
+  out.push(CONFIG_VARIABLES.map((v) => `\`${v}\``).join(', '));
+  out.push('');
+  return out.join('\n');
+}

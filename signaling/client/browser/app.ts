@@ -1,0 +1,259 @@
+/**
+ * The demo page: join with `?token=` as a presenter (share camera, microphone, screen; publish
+ * alerts) or as a trader (watch, chat, see alerts), with the connection state always shown.
+ * Bundled by esbuild into dist/web/app.js; uses mediasoup-client and the project's SDK.
+ */
+import { Device } from 'mediasoup-client';
+import type { Consumer, Producer, RtpCapabilities, RtpParameters, Transport } from 'mediasoup-client/types';
+import { TradingRoomClient, type EventData, type JoinResult } from '../index.js';
+
+type Source = 'camera' | 'microphone' | 'screen' | 'screen-audio';
+
+const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
+const token = new URLSearchParams(location.search).get('token') ?? '';
+const client = new TradingRoomClient({
+  url: `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`,
+  token,
+});
+
+let device: Device | undefined;
+let sendTransport: Transport | undefined;
+let recvTransport: Transport | undefined;
+const producers = new Map<Source, Producer>();
+const consumers = new Map<string, { consumer: Consumer; producerId: string; element: HTMLMediaElement }>();
+const participants = new Map<string, { name: string; role: string }>();
+let selfId = '';
+
+function showError(error: unknown): void {
+  $('error').textContent = error instanceof Error ? error.message : String(error);
+}
+
+function item(list: string, text: string, className = ''): void {
+  const li = document.createElement('li');
+  li.textContent = text;
+  if (className) li.className = className;
+  const ul = $(list);
+  ul.append(li);
+  ul.scrollTop = ul.scrollHeight;
+}
+
+function renderParticipants(): void {
+  const ul = $('participants');
+  ul.replaceChildren();
+  for (const [id, p] of participants) item('participants', `${p.name} (${p.role})${id === selfId ? ' — you' : ''}`);
+}
+
+client.on('state', (state) => {
+  const el = $('state');
+  el.textContent = state;
+  el.dataset.state = state;
+});
+client.on('closed', ({ code, reason }) => showError(`disconnected (${code}) ${reason}`));
+client.on('resync', (join) => void onJoined(join));
+
+client.onEvent('participant.joined', ({ participant }) => {
+  participants.set(participant.participantId, participant);
+  renderParticipants();
+});
+client.onEvent('participant.left', ({ participantId }) => {
+  participants.delete(participantId);
+  renderParticipants();
+});
+client.onEvent('participant.updated', ({ participant }) => {
+  participants.set(participant.participantId, participant);
+  renderParticipants();
+  if (participant.participantId === selfId) showPublishing(participant.role);
+});
+client.onEvent('participant.count', ({ count }) => ($('count').textContent = `${count} in the room`));
+client.onEvent('chat.message', (m) => item('chat', `${m.from.name}: ${m.text}`));
+client.onEvent('alert.published', (a) => addAlert(a));
+client.onEvent('producer.added', (p) => {
+  if (p.participantId !== selfId) void consume(p.producerId).catch(showError);
+});
+client.onEvent('producer.removed', ({ producerId }) => dropConsumersOf(producerId));
+client.onEvent('consumer.closed', ({ consumerId }) => dropConsumer(consumerId));
+
+function addAlert(a: EventData<'alert.published'>): void {
+  const price = a.price !== undefined ? ` @ ${a.price}` : '';
+  const note = a.note ? ` — ${a.note}` : '';
+  item('alerts', `${a.action.toUpperCase()} ${a.symbol}${price}${note} (${a.from.name})`, `alert ${a.action}`);
+}
+
+function showPublishing(role: string): void {
+  const publisher = role === 'presenter' || role === 'moderator';
+  $('publish').hidden = !publisher;
+  $('alert-form').hidden = !publisher;
+}
+
+async function onJoined(join: JoinResult): Promise<void> {
+  selfId = join.participantId;
+  $('who').textContent = `${join.roomId} · ${join.role}`;
+  participants.clear();
+  for (const p of join.participants) participants.set(p.participantId, p);
+  $('count').textContent = `${join.participantCount} in the room`;
+  renderParticipants();
+  showPublishing(join.role);
+  // Media state does not survive a fresh join: start over.
+  for (const id of [...consumers.keys()]) dropConsumer(id);
+  sendTransport?.close();
+  recvTransport?.close();
+  sendTransport = recvTransport = undefined;
+  producers.clear();
+  if (!join.routerRtpCapabilities) return;
+  device = new Device();
+  await device.load({ routerRtpCapabilities: join.routerRtpCapabilities as RtpCapabilities });
+  for (const p of join.producers) if (p.participantId !== selfId) await consume(p.producerId).catch(showError);
+}
+
+async function createTransport(direction: 'send' | 'recv'): Promise<Transport> {
+  if (!device) throw new Error('media is not available');
+  const params = await client.request('sfu.createTransport', { direction });
+  const options = {
+    id: params.transportId,
+    iceParameters: params.iceParameters,
+    iceCandidates: params.iceCandidates,
+    dtlsParameters: params.dtlsParameters,
+  } as Parameters<Device['createSendTransport']>[0];
+  const transport = direction === 'send' ? device.createSendTransport(options) : device.createRecvTransport(options);
+  transport.on('connect', ({ dtlsParameters }, callback, errback) => {
+    client
+      .request('sfu.connectTransport', { transportId: transport.id, dtlsParameters: dtlsParameters as never })
+      .then(() => callback(), errback);
+  });
+  if (direction === 'send') {
+    transport.on('produce', ({ kind, rtpParameters, appData }, callback, errback) => {
+      client
+        .request('sfu.produce', {
+          transportId: transport.id,
+          kind,
+          rtpParameters: rtpParameters as never,
+          source: appData.source as Source,
+        })
+        .then(({ producerId }) => callback({ id: producerId }), errback);
+    });
+  }
+  return transport;
+}
+
+async function consume(producerId: string): Promise<void> {
+  if (!device) return;
+  recvTransport ??= await createTransport('recv');
+  const c = await client.request('sfu.consume', {
+    transportId: recvTransport.id,
+    producerId,
+    rtpCapabilities: device.rtpCapabilities as never,
+  });
+  const consumer = await recvTransport.consume({
+    id: c.consumerId,
+    producerId: c.producerId,
+    kind: c.kind,
+    rtpParameters: c.rtpParameters as RtpParameters,
+  });
+  const element = document.createElement(c.kind === 'video' ? 'video' : 'audio');
+  element.autoplay = true;
+  element.muted = true; // autoplay policies; the viewer can unmute
+  element.controls = c.kind === 'audio';
+  (element as HTMLVideoElement).playsInline = true;
+  element.srcObject = new MediaStream([consumer.track]);
+  element.dataset.producerId = producerId;
+  $('videos').append(element);
+  consumers.set(consumer.id, { consumer, producerId, element });
+  await client.request('sfu.resumeConsumer', { consumerId: consumer.id });
+}
+
+function dropConsumer(consumerId: string): void {
+  const entry = consumers.get(consumerId);
+  if (!entry) return;
+  entry.consumer.close();
+  entry.element.remove();
+  consumers.delete(consumerId);
+}
+
+function dropConsumersOf(producerId: string): void {
+  for (const [id, entry] of consumers) if (entry.producerId === producerId) dropConsumer(id);
+}
+
+async function share(source: Source): Promise<void> {
+  if (!device) throw new Error('media is not available on this node');
+  if (producers.has(source)) return;
+  const stream =
+    source === 'screen'
+      ? await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false })
+      : await navigator.mediaDevices.getUserMedia(source === 'camera' ? { video: { width: 640, height: 480 } } : { audio: true });
+  const track = stream.getTracks()[0];
+  if (!track) throw new Error('no track');
+  sendTransport ??= await createTransport('send');
+  const producer = await sendTransport.produce({ track, appData: { source } });
+  producers.set(source, producer);
+  if (track.kind === 'video') {
+    const preview = document.createElement('video');
+    preview.autoplay = preview.muted = preview.playsInline = true;
+    preview.srcObject = new MediaStream([track]);
+    preview.dataset.local = source;
+    $('videos').prepend(preview);
+  }
+}
+
+function stopAll(): void {
+  for (const [source, producer] of producers) {
+    producer.close();
+    void client.request('sfu.closeProducer', { producerId: producer.id }).catch(() => {});
+    producers.delete(source);
+  }
+  for (const el of document.querySelectorAll('video[data-local]')) el.remove();
+}
+
+$('share-camera').onclick = () => void share('camera').catch(showError);
+$('share-mic').onclick = () => void share('microphone').catch(showError);
+$('share-screen').onclick = () => void share('screen').catch(showError);
+$('stop-all').onclick = stopAll;
+
+$<HTMLFormElement>('chat-form').onsubmit = (event) => {
+  event.preventDefault();
+  const form = event.target as HTMLFormElement;
+  const input = form.elements.namedItem('text') as HTMLInputElement;
+  void client
+    .request('chat.send', { text: input.value })
+    .then(() => (input.value = ''))
+    .catch(showError);
+};
+
+$<HTMLFormElement>('alert-form').onsubmit = (event) => {
+  event.preventDefault();
+  const data = new FormData(event.target as HTMLFormElement);
+  const price = Number(data.get('price'));
+  const note = String(data.get('note') ?? '');
+  void client
+    .request('alert.publish', {
+      symbol: String(data.get('symbol')),
+      action: String(data.get('action')) as 'buy',
+      ...(price > 0 ? { price } : {}),
+      ...(note ? { note } : {}),
+    })
+    .catch(showError);
+};
+
+/** Hooks for automated checks: the page's client and inbound video statistics. */
+const hooks = {
+  client,
+  /** The largest `framesDecoded` among receiving video consumers (probation receivers read 0). */
+  async framesDecoded(): Promise<number> {
+    let best = 0;
+    for (const { consumer } of consumers.values()) {
+      if (consumer.kind !== 'video') continue;
+      const stats = await consumer.getStats();
+      stats.forEach((s: { type: string; framesDecoded?: number }) => {
+        if (s.type === 'inbound-rtp' && (s.framesDecoded ?? 0) > best) best = s.framesDecoded ?? 0;
+      });
+    }
+    return best;
+  },
+};
+(window as unknown as { tradingRoom: typeof hooks }).tradingRoom = hooks;
+
+if (!token) showError('add ?token=<access token> to the address');
+else
+  client
+    .connect()
+    .then(onJoined)
+    .catch(showError);

@@ -4,6 +4,7 @@
  * names the variable and the form it expects.
  */
 import { randomBytes } from 'node:crypto';
+import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { ConfigError } from './errors.js';
@@ -20,6 +21,13 @@ const int = (min: number, max: number = Number.MAX_SAFE_INTEGER) =>
     .pipe(z.number().int().min(min, `expected an integer >= ${min}`).max(max, `expected an integer <= ${max}`));
 
 const url = z.url({ message: 'expected an absolute URL' });
+/** An absolute URL with one of `protocols` (`localhost:6379` would otherwise pass as a URL). */
+const urlOf = (...protocols: string[]) =>
+  url.refine(
+    (v) => URL.canParse(v) && protocols.includes(new URL(v).protocol),
+    `expected a URL starting with ${protocols.map((p) => `${p}//`).join(' or ')}`,
+  );
+const httpUrl = urlOf('http:', 'https:');
 
 const list = z
   .string()
@@ -30,11 +38,18 @@ const list = z
       .filter((s) => s.length > 0),
   );
 
-const ipv4Cidr = /^(\d{1,3}\.){3}\d{1,3}(\/\d{1,2})?$/;
-const ipv6Cidr = /^[0-9a-fA-F:.]+(\/\d{1,3})?$/;
-const cidrList = list.pipe(
-  z.array(z.string().refine((s) => ipv4Cidr.test(s) || ipv6Cidr.test(s), 'expected IP addresses or CIDR ranges, comma separated')),
-);
+/** An IP address or a CIDR range whose prefix fits the address family. */
+function isCidr(value: string): boolean {
+  const [address = '', prefix, ...rest] = value.split('/');
+  const family = isIP(address);
+  if (family === 0 || rest.length > 0) return false;
+  if (prefix === undefined) return true;
+  return /^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128);
+}
+const cidrList = list.pipe(z.array(z.string().refine(isCidr, 'expected IP addresses or CIDR ranges, comma separated')));
+
+/** Variables whose values never appear in an error message. */
+const SECRET_VARIABLES = new Set(['SIGNALING_JWT_SECRET', 'SIGNALING_ADMIN_TOKEN', 'REDIS_URL', 'SENTRY_DSN']);
 
 /** The environment variables the node reads, with their defaults. */
 const envSchema = z.object({
@@ -46,15 +61,15 @@ const envSchema = z.object({
     .regex(/^[A-Za-z0-9._-]{1,64}$/, 'expected 1-64 characters of A-Z a-z 0-9 . _ -')
     .optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  REDIS_URL: url.optional(),
+  REDIS_URL: urlOf('redis:', 'rediss:').optional(),
   SIGNALING_JWT_SECRET: z.string().min(32, 'expected at least 32 characters').optional(),
-  SIGNALING_JWKS_URL: url.optional(),
+  SIGNALING_JWKS_URL: httpUrl.optional(),
   SIGNALING_ADMIN_TOKEN: z.string().min(16, 'expected at least 16 characters').optional(),
   SIGNALING_ALLOWED_ORIGINS: list.optional(),
   DRAIN_TIMEOUT_MS: int(0, 3_600_000).default(25_000),
-  BACKEND_URL: url.optional(),
+  BACKEND_URL: httpUrl.optional(),
   SENTRY_DSN: url.optional(),
-  OTEL_EXPORTER_OTLP_ENDPOINT: url.optional(),
+  OTEL_EXPORTER_OTLP_ENDPOINT: httpUrl.optional(),
   OTEL_SERVICE_NAME: z.string().min(1).default('trading-room'),
   OTEL_SDK_DISABLED: boolean.default(false),
   MAX_PAYLOAD_BYTES: int(1024, 16 * 1024 * 1024).default(64 * 1024),
@@ -178,7 +193,8 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
   if (!parsed.success) {
     const problems = parsed.error.issues.map((issue) => {
       const name = String(issue.path[0] ?? 'environment');
-      return `${name}=${JSON.stringify(present[name] ?? '')}: ${issue.message}`;
+      const shown = SECRET_VARIABLES.has(name) ? '(value hidden)' : JSON.stringify(present[name] ?? '');
+      return `${name}=${shown}: ${issue.message}`;
     });
     throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);
   }

@@ -86,7 +86,8 @@ export class HttpApi {
       return sendError(response, 'UNAUTHORIZED', 'admin token required');
     }
     const deps = this.#deps;
-    const segments = path.split('/').filter(Boolean).map(decodeURIComponent);
+    const segments = decodeSegments(path);
+    if (!segments) return sendError(response, 'BAD_REQUEST', 'malformed percent-encoding in the path');
     // ['admin', 'rooms'], ['admin', 'rooms', id], ['admin', 'rooms', id, 'close'], ['admin', 'drain']
     if (segments[1] === 'drain' && segments.length === 2) {
       if (method !== 'POST') return sendMethodNotAllowed(response, 'POST');
@@ -119,6 +120,15 @@ export class HttpApi {
     const match = /^Bearer\s+(\S+)$/i.exec(header);
     if (!match || !this.#adminDigest) return false;
     return timingSafeEqual(sha256(match[1] as string), this.#adminDigest);
+  }
+}
+
+/** The path's segments, percent-decoded; undefined when the encoding is malformed. */
+function decodeSegments(path: string): string[] | undefined {
+  try {
+    return path.split('/').filter(Boolean).map(decodeURIComponent);
+  } catch {
+    return undefined;
   }
 }
 

@@ -92,7 +92,8 @@ export class RoomService {
     room.pruneSessions(this.#config.rooms.replayMaxAgeMs);
 
     const resumed = data.resume ? await this.#tryResume(room, session, data.resume) : undefined;
-    if (session.membership) throw new ProtocolError('ALREADY_JOINED', 'this connection already joined the room');
+    // A successful resume has attached this session; anything else must still be unattached.
+    if (!resumed && session.membership) throw new ProtocolError('ALREADY_JOINED', 'this connection already joined the room');
     const member = resumed ?? (await this.#joinFresh(room, session, data.displayName));
     const [presence, count] = await Promise.all([this.#bus.presence.list(roomId), this.#bus.presence.count(roomId)]);
     const media = this.#media;
@@ -132,9 +133,10 @@ export class RoomService {
     // From here to the attach, nothing awaits: no event can slip between replay and live.
     let member = room.members.get(record.participantId);
     let rejoined = false;
+    let replaced: Member | undefined;
     if (!member) {
-      const other = room.memberByUser.get(session.userId);
-      if (other) this.#replace(other);
+      replaced = room.memberByUser.get(session.userId);
+      if (replaced) this.#replace(replaced);
       member = this.#createMember(room, session, record.participantId, resume.sessionId, record.joinedAt);
       rejoined = true;
     } else {
@@ -147,6 +149,8 @@ export class RoomService {
       }
     }
     this.#attach(room, member, session, Math.max(resume.lastSeq, room.deliveredSeq));
+    // The user's newer participant gives way to the resumed one, like a fresh join replaces it.
+    if (replaced) await this.#remove(room, replaced, 'replaced');
     if (rejoined) await this.#announceJoin(room, member);
     return member;
   }

@@ -56,6 +56,7 @@ export class TradingRoomNode {
   #telemetry: Telemetry | undefined;
   #started = false;
   #drainDone: Promise<void> | undefined;
+  #shutdownDone: Promise<void> | undefined;
 
   constructor(config: Config, options: NodeOptions = {}) {
     this.config = config;
@@ -222,8 +223,12 @@ export class TradingRoomNode {
     await this.#shutdown();
   }
 
-  async #shutdown(): Promise<void> {
-    if (this.drainController.state === 'CLOSED') return;
+  #shutdown(): Promise<void> {
+    this.#shutdownDone ??= this.#closeResources();
+    return this.#shutdownDone;
+  }
+
+  async #closeResources(): Promise<void> {
     this.#gateway.close();
     await this.rooms.close();
     await this.#media?.service.close();

@@ -72,6 +72,21 @@ client.onEvent('producer.added', (p) => {
 });
 client.onEvent('producer.removed', ({ producerId }) => dropConsumersOf(producerId));
 client.onEvent('consumer.closed', ({ consumerId }) => dropConsumer(consumerId));
+client.onEvent('transport.closed', ({ transportId }) => {
+  // The worker behind it died: forget the transport; a presenter publishes again at once.
+  if (recvTransport?.id === transportId) {
+    recvTransport.close();
+    recvTransport = undefined;
+  }
+  if (sendTransport?.id === transportId) {
+    sendTransport.close();
+    sendTransport = undefined;
+    const sources = [...producers.keys()];
+    producers.clear();
+    for (const el of document.querySelectorAll('video[data-local]')) el.remove();
+    for (const source of sources) void share(source).catch(showError);
+  }
+});
 
 function addAlert(a: EventData<'alert.published'>): void {
   const price = a.price !== undefined ? ` @ ${a.price}` : '';

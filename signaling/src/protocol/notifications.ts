@@ -42,10 +42,13 @@ export const durableEventSchemas = {
 export const ephemeralEventSchemas = {
   'participant.count': z.object({ count: z.number().int() }),
   'consumer.closed': z.object({ consumerId: z.string(), reason: z.string() }),
+  'transport.closed': z
+    .object({ transportId: z.string(), reason: z.string() })
+    .describe('one of your transports died with its worker: create a new one, then produce/consume again'),
   'consumer.layersChanged': z.object({
     consumerId: z.string(),
-    spatialLayer: z.number().int().nullable().describe('null while no layer is forwarded'),
-    temporalLayer: z.number().int().nullable(),
+    spatialLayer: z.number().int(),
+    temporalLayer: z.number().int(),
   }),
   activeSpeaker: z.object({ participantId: z.string().nullable() }),
   'server.draining': z.object({

@@ -22,11 +22,18 @@ export class MediaGateway implements RoomMediaHooks {
     this.#media = media;
     this.#rooms = rooms;
     this.#log = log;
+    // Room closure removes everything at once: nobody is left to tell.
     media.on('producerclosed', ({ roomId, producerId, reason }) => {
+      if (reason === 'room-closed') return;
       this.#background(this.#rooms.publishDurable(roomId, 'producer.removed', { producerId, reason }));
     });
     media.on('consumerclosed', ({ roomId, participantId, consumerId, reason }) => {
+      if (reason === 'room-closed' || reason === 'participant-left') return;
       this.#rooms.sendToParticipant(roomId, participantId, 'consumer.closed', { consumerId, reason });
+    });
+    media.on('transportclosed', ({ roomId, participantId, transportId, reason }) => {
+      if (reason !== 'worker-died') return;
+      this.#rooms.sendToParticipant(roomId, participantId, 'transport.closed', { transportId, reason });
     });
     media.on('consumerlayerschanged', ({ roomId, participantId, consumerId, spatialLayer, temporalLayer }) => {
       this.#rooms.sendToParticipant(roomId, participantId, 'consumer.layersChanged', {

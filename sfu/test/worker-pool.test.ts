@@ -1,0 +1,102 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { SfuError } from '../src/errors.js';
+import {
+  RestartBackoff,
+  WorkerPool,
+  type PoolWorkerDiedEvent,
+  type PoolWorkerRestartedEvent,
+} from '../src/worker-pool.js';
+import { testLogger, waitFor } from './support/rtp.js';
+
+describe('RestartBackoff', () => {
+  it('doubles up to the ceiling and starts over after a stable run', () => {
+    const backoff = new RestartBackoff({ initialMs: 500, maxMs: 30_000, stableAfterMs: 60_000 });
+    const delays = Array.from({ length: 8 }, () => backoff.next(1000));
+    expect(delays).toEqual([500, 1000, 2000, 4000, 8000, 16_000, 30_000, 30_000]);
+    expect(backoff.next(0)).toBe(30_000); // a failed start is not stable
+    expect(backoff.next(60_000)).toBe(500);
+    expect(backoff.next(10)).toBe(1000);
+  });
+});
+
+describe('WorkerPool', () => {
+  let pool: WorkerPool;
+  const died: PoolWorkerDiedEvent[] = [];
+  const restarted: PoolWorkerRestartedEvent[] = [];
+
+  beforeAll(async () => {
+    pool = await WorkerPool.create({
+      numWorkers: 2,
+      listenIp: '127.0.0.1',
+      rtcBasePort: 0,
+      portRange: { min: 20000, max: 59999 },
+      restartBackoff: { initialMs: 200, maxMs: 2000, stableAfterMs: 60_000 },
+      logger: testLogger,
+    });
+    pool.on('workerdied', (event) => died.push(event));
+    pool.on('workerrestarted', (event) => restarted.push(event));
+  });
+
+  afterAll(async () => {
+    await pool.close();
+  });
+
+  it('starts the workers, each with a WebRtcServer on its own ephemeral UDP and TCP ports', async () => {
+    expect(pool.size).toBe(2);
+    const workers = pool.alive;
+    expect(workers.map((w) => w.index)).toEqual([0, 1]);
+    for (const w of workers) {
+      expect(w.udpPort).toBeGreaterThanOrEqual(20000);
+      expect(w.tcpPort).toBeGreaterThanOrEqual(20000);
+      const dump = await w.webRtcServer.dump();
+      expect(dump.udpSockets).toEqual([{ ip: '127.0.0.1', port: w.udpPort }]);
+      expect(dump.tcpServers).toEqual([{ ip: '127.0.0.1', port: w.tcpPort }]);
+    }
+    expect(new Set(workers.map((w) => w.udpPort)).size).toBe(2);
+  });
+
+  it('picks the least-loaded worker, and avoids the ones asked to when it can', async () => {
+    const first = pool.pick();
+    const router = await first.worker.createRouter();
+    expect(first.routerCount).toBe(1);
+    const second = pool.pick();
+    expect(second.index).not.toBe(first.index);
+    expect(pool.pick(new Set([second.index])).index).toBe(first.index);
+    expect(pool.pick(new Set([0, 1])).index).toBe(second.index); // all avoided: least loaded anyway
+    router.close();
+    expect(first.routerCount).toBe(0);
+  });
+
+  it('restarts a worker that dies, on the same index', async () => {
+    const victim = pool.alive[1]!;
+    process.kill(victim.pid, 'SIGKILL');
+    await waitFor(() => restarted.length === 1, 'the worker restart');
+
+    expect(died).toMatchObject([{ workerIndex: 1, pid: victim.pid }]);
+    expect(restarted[0]!.workerIndex).toBe(1);
+    expect(restarted[0]!.pid).not.toBe(victim.pid);
+    expect(pool.restarts).toBe(1);
+    expect(pool.alive.map((w) => w.index)).toEqual([0, 1]);
+    expect(victim.alive).toBe(false);
+    const router = await pool.alive[1]!.worker.createRouter();
+    expect(router.closed).toBe(false);
+    router.close();
+  });
+
+  it('reports no worker once closed, and closes twice safely', async () => {
+    const other = await WorkerPool.create({
+      numWorkers: 1,
+      listenIp: '127.0.0.1',
+      rtcBasePort: 0,
+      portRange: { min: 20000, max: 59999 },
+      restartBackoff: { initialMs: 200, maxMs: 2000, stableAfterMs: 60_000 },
+      logger: testLogger,
+    });
+    const worker = other.alive[0]!.worker;
+    await Promise.all([other.close(), other.close()]);
+    expect(worker.closed).toBe(true);
+    expect(worker.subprocessClosed).toBe(true);
+    expect(() => other.pick()).toThrow(SfuError);
+  });
+});

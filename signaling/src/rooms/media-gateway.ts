@@ -17,6 +17,12 @@ export class MediaGateway implements RoomMediaHooks {
   readonly #media: MediaService;
   readonly #rooms: RoomService;
   readonly #log: Logger;
+  /**
+   * Producers whose `producer.added` went out. A producer that closes while `produce` is still
+   * setting it up (its owner left or was demoted, its worker died) is never announced, and so
+   * gets no `producer.removed` either: clients never see a producer that is already gone.
+   */
+  readonly #announced = new Set<string>();
 
   constructor(media: MediaService, rooms: RoomService, log: Logger) {
     this.#media = media;
@@ -24,7 +30,7 @@ export class MediaGateway implements RoomMediaHooks {
     this.#log = log;
     // Room closure removes everything at once: nobody is left to tell.
     media.on('producerclosed', ({ roomId, producerId, reason }) => {
-      if (reason === 'room-closed') return;
+      if (!this.#announced.delete(producerId) || reason === 'room-closed') return;
       this.#background(this.#rooms.publishDurable(roomId, 'producer.removed', { producerId, reason }));
     });
     media.on('consumerclosed', ({ roomId, participantId, consumerId, reason }) => {
@@ -79,6 +85,12 @@ export class MediaGateway implements RoomMediaHooks {
         source: data.source,
       }),
     );
+    // Checked and announced in one go (nothing awaits before the bus numbers the event): a close
+    // after this point is announced after producer.added.
+    if (!this.#media.listProducers(roomId).some((p) => p.producerId === producerId)) {
+      throw new ProtocolError('UNAVAILABLE', 'the producer closed while it was being created');
+    }
+    this.#announced.add(producerId);
     await this.#rooms.publishDurable(roomId, 'producer.added', {
       producerId,
       participantId,
@@ -108,14 +120,16 @@ export class MediaGateway implements RoomMediaHooks {
   async pauseProducer(session: ClientSession, producerId: string) {
     const { roomId, participantId } = ids(session);
     await sfu(() => this.#media.pauseProducer(roomId, participantId, producerId, { asModerator: isModerator(session) }));
-    await this.#rooms.publishDurable(roomId, 'producer.paused', { producerId });
+    // Not after its producer.removed, should it have closed meanwhile.
+    if (this.#announced.has(producerId)) await this.#rooms.publishDurable(roomId, 'producer.paused', { producerId });
     return {};
   }
 
   async resumeProducer(session: ClientSession, producerId: string) {
     const { roomId, participantId } = ids(session);
     await sfu(() => this.#media.resumeProducer(roomId, participantId, producerId, { asModerator: isModerator(session) }));
-    await this.#rooms.publishDurable(roomId, 'producer.resumed', { producerId });
+    // Not after its producer.removed, should it have closed meanwhile.
+    if (this.#announced.has(producerId)) await this.#rooms.publishDurable(roomId, 'producer.resumed', { producerId });
     return {};
   }
 
@@ -175,7 +189,9 @@ export class MediaGateway implements RoomMediaHooks {
 
   async mute(roomId: string, participantId: string): Promise<void> {
     const paused = await this.#media.pauseParticipantProducers(roomId, participantId);
-    for (const producerId of paused) await this.#rooms.publishDurable(roomId, 'producer.paused', { producerId });
+    for (const producerId of paused) {
+      if (this.#announced.has(producerId)) await this.#rooms.publishDurable(roomId, 'producer.paused', { producerId });
+    }
   }
 
   async roomClosed(roomId: string): Promise<void> {

@@ -174,7 +174,7 @@ export function parsePrometheus(text: string): { samples: Sample[]; types: Map<s
     if (consumed !== labelText.length) throw new Error(`bad labels in: ${line}`);
     const raw = match[3] as string;
     const value = raw === '+Inf' ? Infinity : raw === '-Inf' ? -Infinity : Number(raw);
-    if (Number.isNaN(value) && raw !== 'NaN') throw new Error(`bad value in: ${line}`);
+    if (Number.isNaN(value) && raw.toLowerCase() !== 'nan') throw new Error(`bad value in: ${line}`);
     samples.push({ name: match[1] as string, labels, value });
   }
   return { samples, types };

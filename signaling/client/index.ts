@@ -218,6 +218,8 @@ export class TradingRoomClient {
         this.#stop(4003, requestError.message);
         return;
       }
+      // Detach first: this socket's own 1000 close must not read as a final close.
+      this.#detach(socket, requestError.message);
       socket.close(1000, 'join failed');
       this.#scheduleReconnect(requestError.retryAfterMs, requestError.message);
       return;

@@ -18,7 +18,7 @@ export interface RateLimitRejection {
 export type LimiterFactory = (name: LimitKind, limit: Limit) => RateLimiterAbstract;
 
 export const memoryLimiter: LimiterFactory = (name, limit) =>
-  new RateLimiterMemory({ keyPrefix: name, points: limit.points, duration: Math.max(1, Math.ceil(limit.durationMs / 1000)) });
+  new RateLimiterMemory({ keyPrefix: name, points: limit.points, duration: limit.durationMs / 1000 });
 
 type MethodLimitName = keyof Config['rateLimits']['methods'];
 
@@ -58,14 +58,48 @@ export class RateLimits {
   /** One inbound message on a connection of `userId`. */
   async consumeMessage(connectionId: string, userId: string): Promise<RateLimitRejection | undefined> {
     if (!this.enabled) return undefined;
-    return (await consume(this.#connection, connectionId, 'connection')) ?? consume(this.#user, userId, 'user');
+    const rejection =
+      (await consume(this.#connection, connectionId, 'connection')) ?? (await consume(this.#user, userId, 'user'));
+    return (
+      rejection &&
+      this.#untilAllowed(rejection, [
+        [this.#connection, connectionId],
+        [this.#user, userId],
+      ])
+    );
   }
 
-  /** One call of a method that has its own limit (others pass). */
-  async consumeMethod(method: string, userId: string): Promise<RateLimitRejection | undefined> {
+  /** One call of a method that has its own limit (others pass), after its message was counted. */
+  async consumeMethod(method: string, userId: string, connectionId: string): Promise<RateLimitRejection | undefined> {
     if (!this.enabled) return undefined;
     const limiter = this.#methods.get(method);
-    return limiter ? consume(limiter, `${method}:${userId}`, 'method') : undefined;
+    if (!limiter) return undefined;
+    const key = `${method}:${userId}`;
+    const rejection = await consume(limiter, key, 'method');
+    return (
+      rejection &&
+      this.#untilAllowed(rejection, [
+        [this.#connection, connectionId],
+        [this.#user, userId],
+        [limiter, key],
+      ])
+    );
+  }
+
+  /**
+   * Stretches `retryAfterMs` to when every limit a retry would count against has room again,
+   * so that a client retrying after it is not refused by another, longer window.
+   */
+  async #untilAllowed(
+    rejection: RateLimitRejection,
+    limits: readonly (readonly [RateLimiterAbstract, string])[],
+  ): Promise<RateLimitRejection> {
+    let retryAfterMs = rejection.retryAfterMs;
+    for (const [limiter, key] of limits) {
+      const state = await limiter.get(key);
+      if (state && state.consumedPoints >= limiter.points) retryAfterMs = Math.max(retryAfterMs, state.msBeforeNext);
+    }
+    return { kind: rejection.kind, retryAfterMs };
   }
 
   /** Records a refused request; true when the connection has gone far past its limits. */

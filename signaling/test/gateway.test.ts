@@ -181,7 +181,7 @@ describe('while the node drains', () => {
     expectJsonError(refused, 503, 'UNAVAILABLE');
     const retryAfter = Number(refused.headers['retry-after']);
     expect(retryAfter).toBeGreaterThanOrEqual(1);
-    expect(retryAfter).toBeLessThanOrEqual(10);
+    expect(retryAfter).toBeLessThanOrEqual(3);
     const notice = await raw.waitFor((m) => m.event === 'server.draining');
     expect(notice.data).toEqual({ deadline: expect.any(Number), reconnectAfterMs: expect.any(Number) });
   });

@@ -365,6 +365,8 @@ describe('notifications', () => {
         'activeSpeaker',
         'server.draining',
         'session.kicked',
+        // Added by this project (the contract allows additions): a transport died with its worker.
+        'transport.closed',
       ].sort(),
     );
     for (const name of Object.keys(durableEventSchemas)) expect(isDurableEvent(name)).toBe(true);

@@ -117,6 +117,11 @@ export class ClientSession {
     this.#closed = true;
     this.#services.metrics.closedConnections.inc({ code: String(code) });
     this.#ws.close(code, reason.slice(0, 120));
+    // Read again (frames are dropped from now on) so the peer's close frame completes the handshake.
+    if (this.#paused) {
+      this.#paused = false;
+      this.#ws.resume();
+    }
     setTimeout(() => this.#ws.terminate(), CLOSE_GRACE_MS).unref();
   }
 
@@ -232,7 +237,7 @@ export class ClientSession {
           retryAfterMs: 1000,
         });
       }
-      await this.#limit(await this.#services.rateLimits.consumeMethod(method, this.userId));
+      await this.#limit(await this.#services.rateLimits.consumeMethod(method, this.userId, this.connectionId));
       if (definition.roles !== 'all' && !definition.roles.includes(this.role)) {
         throw new ProtocolError('FORBIDDEN', `${method} is not allowed for role ${this.role}`);
       }

@@ -86,7 +86,7 @@ export class Gateway {
     }
     if (drain.state !== 'RUNNING') {
       metrics.upgradesRefused.inc({ status: '503' });
-      refuse(503, 'UNAVAILABLE', 'this node is draining; connect to another node', retryAfterSeconds(drain.deadline));
+      refuse(503, 'UNAVAILABLE', 'this node is draining; connect to another node', drainRetryAfterSeconds());
       return undefined;
     }
     const origin = request.headers.origin;
@@ -119,7 +119,7 @@ export class Gateway {
     }
     if (drain.state !== 'RUNNING') {
       metrics.upgradesRefused.inc({ status: '503' });
-      refuse(503, 'UNAVAILABLE', 'this node is draining; connect to another node', retryAfterSeconds(drain.deadline));
+      refuse(503, 'UNAVAILABLE', 'this node is draining; connect to another node', drainRetryAfterSeconds());
       return undefined;
     }
     return claims;
@@ -175,6 +175,10 @@ function tokenOf(request: IncomingMessage, url: URL): string | undefined {
   return match?.[1];
 }
 
-function retryAfterSeconds(deadline: number | undefined): number {
-  return deadline ? Math.max(1, Math.ceil((deadline - Date.now()) / 1000)) : 5;
+/**
+ * `Retry-After` for an upgrade refused while draining: short and jittered (1-3 s), because the
+ * client should try again through the load balancer, which sends it to another node.
+ */
+function drainRetryAfterSeconds(): number {
+  return 1 + Math.floor(Math.random() * 3);
 }

@@ -1,0 +1,103 @@
+/**
+ * Client address resolution: `X-Forwarded-For` counts only when the socket peer is one of
+ * `TRUSTED_PROXIES`; the resolved address is what the per-IP upgrade limit keys on.
+ */
+import type { IncomingMessage } from 'node:http';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ClientIpResolver } from '../src/gateway/client-ip.js';
+import { startTestNode, UpgradeRefused, type TestNode } from '../../test-support/harness.js';
+
+function request(remoteAddress: string | undefined, forwardedFor?: string | string[]): IncomingMessage {
+  const headers: Record<string, string | string[]> = {};
+  if (forwardedFor !== undefined) headers['x-forwarded-for'] = forwardedFor;
+  return { socket: { remoteAddress }, headers } as unknown as IncomingMessage;
+}
+
+describe('ClientIpResolver', () => {
+  it('uses the socket address and ignores X-Forwarded-For when no proxy is trusted', () => {
+    const ips = new ClientIpResolver([]);
+    expect(ips.resolve(request('198.51.100.7', '203.0.113.9'))).toBe('198.51.100.7');
+    expect(ips.resolve(request('::ffff:198.51.100.7'))).toBe('198.51.100.7');
+    expect(ips.resolve(request('2001:db8::1', '203.0.113.9'))).toBe('2001:db8::1');
+    expect(ips.resolve(request(undefined))).toBe('unknown');
+  });
+
+  it('ignores X-Forwarded-For from a peer that is not a trusted proxy', () => {
+    const ips = new ClientIpResolver(['10.0.0.0/8']);
+    expect(ips.resolve(request('198.51.100.7', '203.0.113.9'))).toBe('198.51.100.7');
+    expect(ips.resolve(request('11.0.0.1', '203.0.113.9'))).toBe('11.0.0.1');
+  });
+
+  it('takes the nearest untrusted hop behind trusted proxies (a client cannot spoof past them)', () => {
+    const ips = new ClientIpResolver(['10.0.0.0/8', '192.0.2.1']);
+    expect(ips.resolve(request('10.1.2.3', '203.0.113.9'))).toBe('203.0.113.9');
+    expect(ips.resolve(request('::ffff:10.1.2.3', '203.0.113.9'))).toBe('203.0.113.9');
+    // The client wrote "1.2.3.4" itself; the proxies appended the real hops.
+    expect(ips.resolve(request('10.0.0.1', '1.2.3.4, 203.0.113.9, 192.0.2.1, 10.9.9.9'))).toBe('203.0.113.9');
+    expect(ips.resolve(request('192.0.2.1', '203.0.113.9'))).toBe('203.0.113.9');
+    // Several headers are one list, in order.
+    expect(ips.resolve(request('10.0.0.1', ['1.2.3.4', '203.0.113.10, 10.0.0.2']))).toBe('203.0.113.10');
+    expect(ips.resolve(request('10.0.0.1', '::ffff:203.0.113.11'))).toBe('203.0.113.11');
+  });
+
+  it('falls back sensibly when the header is empty, junk or all trusted', () => {
+    const ips = new ClientIpResolver(['10.0.0.0/8']);
+    expect(ips.resolve(request('10.0.0.1'))).toBe('10.0.0.1');
+    expect(ips.resolve(request('10.0.0.1', ''))).toBe('10.0.0.1');
+    expect(ips.resolve(request('10.0.0.1', 'unknown, not-an-ip, 203.0.113.9:443'))).toBe('10.0.0.1');
+    expect(ips.resolve(request('10.0.0.1', 'garbage, 203.0.113.9, '))).toBe('203.0.113.9');
+    expect(ips.resolve(request('10.0.0.1', '10.0.0.7, 10.0.0.8'))).toBe('10.0.0.7');
+  });
+
+  it('handles IPv6 proxies and clients', () => {
+    const ips = new ClientIpResolver(['2001:db8::/32', '::1']);
+    expect(ips.resolve(request('2001:db8::5', '2001:db9::42'))).toBe('2001:db9::42');
+    expect(ips.resolve(request('::1', '203.0.113.9, 2001:db8::9'))).toBe('203.0.113.9');
+    expect(ips.resolve(request('2001:dead::1', '203.0.113.9'))).toBe('2001:dead::1');
+  });
+});
+
+describe('per-IP upgrade limit keyed on the resolved address (real node)', () => {
+  let t: TestNode | undefined;
+  afterEach(async () => {
+    await t?.close();
+    t = undefined;
+  });
+
+  async function refusedStatus(promise: Promise<unknown>): Promise<number> {
+    try {
+      await promise;
+      return 101;
+    } catch (error) {
+      if (error instanceof UpgradeRefused) return error.status;
+      throw error;
+    }
+  }
+
+  it('behind a trusted proxy, each forwarded client has its own budget', async () => {
+    t = await startTestNode({
+      TRUSTED_PROXIES: '127.0.0.1',
+      RATE_LIMIT_IP_CONNECTIONS: '2',
+      RATE_LIMIT_IP_WINDOW_MS: '60000',
+    });
+    const node = t;
+    const a = { 'X-Forwarded-For': '203.0.113.1' };
+    const b = { 'X-Forwarded-For': '203.0.113.2' };
+    await node.raw(await node.token('u1'), a);
+    await node.raw(await node.token('u2'), a);
+    expect(await refusedStatus(node.raw(await node.token('u3'), a))).toBe(429);
+    // Another forwarded client, and the proxy itself, are unaffected.
+    await node.raw(await node.token('u4'), b);
+    await node.raw(await node.token('u5'), b);
+    await node.raw(await node.token('u6'));
+    expect(await refusedStatus(node.raw(await node.token('u7'), b))).toBe(429);
+  });
+
+  it('without TRUSTED_PROXIES, a forged X-Forwarded-For does not escape the limit', async () => {
+    t = await startTestNode({ RATE_LIMIT_IP_CONNECTIONS: '2', RATE_LIMIT_IP_WINDOW_MS: '60000' });
+    const node = t;
+    await node.raw(await node.token('u1'), { 'X-Forwarded-For': '203.0.113.1' });
+    await node.raw(await node.token('u2'), { 'X-Forwarded-For': '203.0.113.2' });
+    expect(await refusedStatus(node.raw(await node.token('u3'), { 'X-Forwarded-For': '203.0.113.3' }))).toBe(429);
+  });
+});

@@ -10,7 +10,10 @@ import { CloseCode, ERROR_CODES, HTTP_STATUS } from '../signaling/src/errors.js'
 import { CONFIG_VARIABLES } from '../signaling/src/config.js';
 
 function schemaBlock(schema: z.ZodType, io: 'input' | 'output'): string {
-  const json = z.toJSONSchema(schema, { io, unrepresentable: 'any', target: 'draft-2020-12' }) as Record<string, unknown>;
+  const json = z.toJSONSchema(schema, { io, unrepresentable: 'any', target: 'draft-2020-12' }) as Record<
+    string,
+    unknown
+  >;
   delete json.$schema;
   return '```json\n' + JSON.stringify(json, null, 2) + '\n```';
 }

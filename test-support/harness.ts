@@ -65,7 +65,10 @@ export class TestNode {
   }
 
   /** An SDK client, connected and joined. */
-  async joined(userId: string, options: TokenOptions & Partial<ClientOptions> = {}): Promise<{ client: TradingRoomClient; join: JoinResult }> {
+  async joined(
+    userId: string,
+    options: TokenOptions & Partial<ClientOptions> = {},
+  ): Promise<{ client: TradingRoomClient; join: JoinResult }> {
     const client = await this.client(userId, options);
     const join = await client.connect();
     return { client, join };
@@ -108,7 +111,9 @@ export class RawSocket {
       });
       ws.once('error', reject);
     });
-    this.closed = new Promise((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+    this.closed = new Promise((resolve) =>
+      ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })),
+    );
     ws.on('message', (data) => {
       this.messages.push(JSON.parse(data.toString()) as Record<string, unknown>);
       for (const w of this.#waiters.splice(0)) w();
@@ -175,7 +180,11 @@ export async function startTestNode(env: Record<string, string> = {}): Promise<T
 }
 
 /** Resolves when `predicate` holds, polling. */
-export async function eventually(predicate: () => boolean | Promise<boolean>, timeoutMs = 5000, what = 'condition'): Promise<void> {
+export async function eventually(
+  predicate: () => boolean | Promise<boolean>,
+  timeoutMs = 5000,
+  what = 'condition',
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await predicate())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);

@@ -161,7 +161,11 @@ export class TradingRoomClient {
   }
 
   /** Sends a request; resolves with its result or rejects with a {@link RequestError}. */
-  request<M extends MethodName>(method: M, data: MethodData<M>, options: { traceparent?: string } = {}): Promise<MethodResult<M>> {
+  request<M extends MethodName>(
+    method: M,
+    data: MethodData<M>,
+    options: { traceparent?: string } = {},
+  ): Promise<MethodResult<M>> {
     const socket = this.#socket;
     if (!socket || socket.readyState !== OPEN || (this.#state !== 'joined' && method !== 'room.join')) {
       return Promise.reject(new RequestError('DISCONNECTED', `not connected (state ${this.#state})`));
@@ -180,7 +184,8 @@ export class TradingRoomClient {
     this.#setState(this.#sessionId ? 'reconnecting' : 'connecting');
     let token: string;
     try {
-      token = this.#token ?? (typeof this.#options.token === 'function' ? await this.#options.token() : this.#options.token);
+      token =
+        this.#token ?? (typeof this.#options.token === 'function' ? await this.#options.token() : this.#options.token);
     } catch (error) {
       this.#stop(4001, `no token: ${error instanceof Error ? error.message : String(error)}`);
       return;
@@ -188,7 +193,8 @@ export class TradingRoomClient {
     if (this.#state === 'closed') return;
     this.#token = token;
     const url = `${this.#options.url}${this.#options.url.includes('?') ? '&' : '?'}token=${encodeURIComponent(token)}`;
-    const create = this.#options.createSocket ?? ((u: string) => new globalThis.WebSocket(u) as unknown as WebSocketLike);
+    const create =
+      this.#options.createSocket ?? ((u: string) => new globalThis.WebSocket(u) as unknown as WebSocketLike);
     let socket: WebSocketLike;
     try {
       socket = create(url);
@@ -276,8 +282,20 @@ export class TradingRoomClient {
     clearTimeout(pending.timer);
     if (message.ok === true) pending.resolve(message.data);
     else {
-      const error = (message.error ?? {}) as { code?: string; message?: string; retryAfterMs?: number; details?: unknown };
-      pending.reject(new RequestError(error.code ?? 'INTERNAL', error.message ?? 'request failed', error.retryAfterMs, error.details));
+      const error = (message.error ?? {}) as {
+        code?: string;
+        message?: string;
+        retryAfterMs?: number;
+        details?: unknown;
+      };
+      pending.reject(
+        new RequestError(
+          error.code ?? 'INTERNAL',
+          error.message ?? 'request failed',
+          error.retryAfterMs,
+          error.details,
+        ),
+      );
     }
   }
 

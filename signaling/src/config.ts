@@ -29,14 +29,12 @@ const urlOf = (...protocols: string[]) =>
   );
 const httpUrl = urlOf('http:', 'https:');
 
-const list = z
-  .string()
-  .transform((v) =>
-    v
-      .split(',')
-      .map((s) => s.trim())
-      .filter((s) => s.length > 0),
-  );
+const list = z.string().transform((v) =>
+  v
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0),
+);
 
 /** An IP address or a CIDR range whose prefix fits the address family. */
 function isCidr(value: string): boolean {
@@ -135,7 +133,11 @@ export interface Config {
   readonly backendUrl: string | undefined;
   readonly sentryDsn: string | undefined;
   /** OpenTelemetry: the SDK starts when an OTLP endpoint is set (it reads its other OTEL_* itself). */
-  readonly telemetry: { readonly otlpEndpoint: string | undefined; readonly serviceName: string; readonly enabled: boolean };
+  readonly telemetry: {
+    readonly otlpEndpoint: string | undefined;
+    readonly serviceName: string;
+    readonly enabled: boolean;
+  };
   readonly maxPayloadBytes: number;
   readonly rooms: {
     readonly replayMaxEvents: number;
@@ -213,7 +215,11 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
     env: e.NODE_ENV,
     host: e.HOST,
     port: e.PORT,
-    nodeId: e.NODE_ID ?? `${hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 40)}-${process.pid}`,
+    nodeId:
+      e.NODE_ID ??
+      `${hostname()
+        .replace(/[^A-Za-z0-9._-]/g, '-')
+        .slice(0, 40)}-${process.pid}`,
     logLevel: e.LOG_LEVEL,
     redisUrl: e.REDIS_URL,
     jwt: {

@@ -32,7 +32,10 @@ async function main(): Promise<void> {
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals): void => {
     signals++;
-    node.log.info({ signal, signals }, signals === 1 ? 'signal received: draining' : 'signal received: already draining');
+    node.log.info(
+      { signal, signals },
+      signals === 1 ? 'signal received: draining' : 'signal received: already draining',
+    );
     if (signals > 1) return;
     node.drain().then(
       () => process.exit(0),
@@ -52,9 +55,19 @@ async function main(): Promise<void> {
 async function printDevelopmentAccess(config: Config, port: number): Promise<void> {
   const secret = config.jwt.secret as string;
   const roomId = 'demo';
-  const presenter = await signAccessToken(secret, { userId: 'presenter-1', roomId, role: 'presenter', name: 'Presenter' });
+  const presenter = await signAccessToken(secret, {
+    userId: 'presenter-1',
+    roomId,
+    role: 'presenter',
+    name: 'Presenter',
+  });
   const trader = await signAccessToken(secret, { userId: 'trader-1', roomId, role: 'trader', name: 'Trader' });
-  const moderator = await signAccessToken(secret, { userId: 'moderator-1', roomId, role: 'moderator', name: 'Moderator' });
+  const moderator = await signAccessToken(secret, {
+    userId: 'moderator-1',
+    roomId,
+    role: 'moderator',
+    name: 'Moderator',
+  });
   const base = `http://localhost:${port}`;
   const lines = [
     '',
@@ -67,10 +80,14 @@ async function printDevelopmentAccess(config: Config, port: number): Promise<voi
     `  presenter token:  ${presenter}`,
     `  trader token:     ${trader}`,
     `  moderator token:  ${moderator}`,
-    config.adminTokenGenerated ? `  admin token:      ${config.adminToken ?? ''}   (curl -H "Authorization: Bearer …" ${base}/admin/rooms)` : '',
+    config.adminTokenGenerated
+      ? `  admin token:      ${config.adminToken ?? ''}   (curl -H "Authorization: Bearer …" ${base}/admin/rooms)`
+      : '',
     `  health: ${base}/health   metrics: ${base}/metrics`,
     '',
-    '  Try it:  npx wscat -c "ws://localhost:' + port + '/ws?token=<trader token>"  then  {"id":1,"method":"room.join","data":{}}',
+    '  Try it:  npx wscat -c "ws://localhost:' +
+      port +
+      '/ws?token=<trader token>"  then  {"id":1,"method":"room.join","data":{}}',
     '',
   ];
   process.stdout.write(lines.join('\n') + '\n');

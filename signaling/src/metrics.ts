@@ -22,7 +22,10 @@ export class NodeMetrics {
   readonly drainState: Gauge<'state'>;
   readonly drainRemainingConnections: Gauge;
 
-  constructor(options: { nodeId: string; collect: () => { connections: number; rooms: number; participants: number } }) {
+  constructor(options: {
+    nodeId: string;
+    collect: () => { connections: number; rooms: number; participants: number };
+  }) {
     const registers = [this.registry];
     this.registry.setDefaultLabels({ node: options.nodeId });
     collectDefaultMetrics({ register: this.registry, prefix: 'trading_room_process_' });

@@ -95,7 +95,10 @@ export class TradingRoomNode {
       isStarted: () => this.#started,
       isReady: () => this.#started && this.drainController.state === 'RUNNING',
       health: () => this.health(),
-      metrics: async () => ({ contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() }),
+      metrics: async () => ({
+        contentType: this.metrics.registry.contentType,
+        body: await this.metrics.registry.metrics(),
+      }),
       rooms: () => this.rooms.summaries(),
       room: (roomId) => this.rooms.summary(roomId),
       closeRoom: (roomId) => this.rooms.closeRoom(roomId),
@@ -200,11 +203,17 @@ export class TradingRoomNode {
     this.log.info({ deadline, connections: this.#gateway.connectionCount }, 'draining');
     this.#gateway.announceDrain(deadline);
     this.#drainDone = (async () => {
-      const progress = setInterval(() => this.metrics.drainRemainingConnections.set(this.#gateway.connectionCount), 250);
+      const progress = setInterval(
+        () => this.metrics.drainRemainingConnections.set(this.#gateway.connectionCount),
+        250,
+      );
       progress.unref();
       await this.#gateway.waitForSockets(Math.max(0, deadline - Date.now()));
       if (this.#gateway.connectionCount > 0) {
-        this.log.info({ remaining: this.#gateway.connectionCount }, 'drain deadline reached; closing the rest with 1012');
+        this.log.info(
+          { remaining: this.#gateway.connectionCount },
+          'drain deadline reached; closing the rest with 1012',
+        );
         this.#gateway.closeAll(CloseCode.DRAIN_DEADLINE, 'drain deadline reached');
         await this.#gateway.waitForSockets(2500);
       }

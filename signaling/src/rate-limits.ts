@@ -114,7 +114,11 @@ export class RateLimits {
   }
 }
 
-async function consume(limiter: RateLimiterAbstract, key: string, kind: LimitKind): Promise<RateLimitRejection | undefined> {
+async function consume(
+  limiter: RateLimiterAbstract,
+  key: string,
+  kind: LimitKind,
+): Promise<RateLimitRejection | undefined> {
   try {
     await limiter.consume(key, 1);
     return undefined;

@@ -66,7 +66,9 @@ describe('demo page in a real browser', () => {
     await trader.waitForSelector('video[data-producer-id]', { timeout: 15_000 });
 
     let first = 0;
-    await expect.poll(async () => (first = await framesDecoded(trader)), { timeout: 20_000, interval: 500 }).toBeGreaterThan(0);
+    await expect
+      .poll(async () => (first = await framesDecoded(trader)), { timeout: 20_000, interval: 500 })
+      .toBeGreaterThan(0);
     await expect.poll(() => framesDecoded(trader), { timeout: 10_000, interval: 500 }).toBeGreaterThan(first + 10);
 
     await trader.fill('#chat-form input[name=text]', 'hello from the trader');

@@ -347,7 +347,7 @@ it(
       ...stats,
       kinds: source.kinds,
     };
-      expect(Object.fromEntries(failures), JSON.stringify(summary)).toEqual({});
+    expect(Object.fromEntries(failures), JSON.stringify(summary)).toEqual({});
     expect(stats.sent).toBeGreaterThanOrEqual(TOTAL_FRAMES);
     expect(stats.answered + (stats.closes['1007'] ?? 0) + (stats.closes['1009'] ?? 0)).toBeGreaterThanOrEqual(
       stats.sent,

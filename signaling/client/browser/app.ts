@@ -194,7 +194,9 @@ async function share(source: Source): Promise<void> {
   const stream =
     source === 'screen'
       ? await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false })
-      : await navigator.mediaDevices.getUserMedia(source === 'camera' ? { video: { width: 640, height: 480 } } : { audio: true });
+      : await navigator.mediaDevices.getUserMedia(
+          source === 'camera' ? { video: { width: 640, height: 480 } } : { audio: true },
+        );
   const track = stream.getTracks()[0];
   if (!track) throw new Error('no track');
   sendTransport ??= await createTransport('send');
@@ -267,8 +269,4 @@ const hooks = {
 (window as unknown as { tradingRoom: typeof hooks }).tradingRoom = hooks;
 
 if (!token) showError('add ?token=<access token> to the address');
-else
-  client
-    .connect()
-    .then(onJoined)
-    .catch(showError);
+else client.connect().then(onJoined).catch(showError);

@@ -3,7 +3,14 @@
  * subscribers synchronously inside `publish*`, presence in a map.
  */
 import { ReplayLog, type ReplayLogOptions } from './replay-log.js';
-import { encodeFrame, type BusEvent, type BusListener, type BusStatus, type PresenceEntry, type RoomBus } from './room-bus.js';
+import {
+  encodeFrame,
+  type BusEvent,
+  type BusListener,
+  type BusStatus,
+  type PresenceEntry,
+  type RoomBus,
+} from './room-bus.js';
 
 interface LocalRoom {
   readonly log: ReplayLog;

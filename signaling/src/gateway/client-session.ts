@@ -224,7 +224,9 @@ export class ClientSession {
       if (!envelope.success) {
         id = usableId(parsed);
         await this.#limit(rejection);
-        throw new ProtocolError('BAD_REQUEST', 'invalid request envelope', { details: issuesOf(envelope.error.issues) });
+        throw new ProtocolError('BAD_REQUEST', 'invalid request envelope', {
+          details: issuesOf(envelope.error.issues),
+        });
       }
       id = envelope.data.id;
       await this.#limit(rejection);
@@ -242,7 +244,8 @@ export class ClientSession {
         throw new ProtocolError('FORBIDDEN', `${method} is not allowed for role ${this.role}`);
       }
       const input = definition.data.safeParse(envelope.data.data ?? {});
-      if (!input.success) throw new ProtocolError('BAD_REQUEST', 'invalid data', { details: issuesOf(input.error.issues) });
+      if (!input.success)
+        throw new ProtocolError('BAD_REQUEST', 'invalid data', { details: issuesOf(input.error.issues) });
       const result = await this.#traced(method, envelope.data.traceparent, () =>
         definition.handle(this.#context(), input.data),
       );
@@ -335,7 +338,9 @@ function usableId(parsed: unknown): RequestId | null {
   return null;
 }
 
-function issuesOf(issues: readonly { path: readonly PropertyKey[]; message: string }[]): { path: string; message: string }[] {
+function issuesOf(
+  issues: readonly { path: readonly PropertyKey[]; message: string }[],
+): { path: string; message: string }[] {
   return issues.slice(0, 10).map((issue) => ({ path: issue.path.map(String).join('.'), message: issue.message }));
 }
 

@@ -102,7 +102,9 @@ export class HttpApi {
       if (segments.length === 3) {
         if (method !== 'GET') return sendMethodNotAllowed(response, 'GET');
         const room = deps.room(roomId);
-        return room ? sendJson(response, 200, room) : sendError(response, 'NOT_FOUND', `no room ${roomId} on this node`);
+        return room
+          ? sendJson(response, 200, room)
+          : sendError(response, 'NOT_FOUND', `no room ${roomId} on this node`);
       }
       if (segments.length === 4 && segments[3] === 'close') {
         if (method !== 'POST') return sendMethodNotAllowed(response, 'POST');

@@ -24,7 +24,14 @@ export const participantSchema = z.object({
 export type Participant = z.infer<typeof participantSchema>;
 
 /** A request id: an integer or a string, unique among the client's requests in flight. */
-export const requestIdSchema = z.union([z.number().int().min(-(2 ** 53) + 1).max(2 ** 53 - 1), z.string().max(128)]);
+export const requestIdSchema = z.union([
+  z
+    .number()
+    .int()
+    .min(-(2 ** 53) + 1)
+    .max(2 ** 53 - 1),
+  z.string().max(128),
+]);
 export type RequestId = z.infer<typeof requestIdSchema>;
 
 /** W3C trace context header value. */

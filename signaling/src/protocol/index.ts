@@ -32,11 +32,5 @@ export function findMethod(name: string): MethodDefinition<z.ZodType, z.ZodType>
 }
 
 export { durableEventSchemas, ephemeralEventSchemas, isDurableEvent } from './notifications.js';
-export type {
-  DurableEventName,
-  EphemeralEventName,
-  EventName,
-  EventData,
-  Notification,
-} from './notifications.js';
+export type { DurableEventName, EphemeralEventName, EventName, EventData, Notification } from './notifications.js';
 export type { Participant, Role, RequestId } from './common.js';

@@ -73,7 +73,12 @@ export class MediaGateway implements RoomMediaHooks {
 
   async produce(
     session: ClientSession,
-    data: { transportId: string; kind: 'audio' | 'video'; rtpParameters: RtpParametersData; source: ProducerInfo['source'] },
+    data: {
+      transportId: string;
+      kind: 'audio' | 'video';
+      rtpParameters: RtpParametersData;
+      source: ProducerInfo['source'];
+    },
   ) {
     this.#requirePublisher(session);
     const { roomId, participantId } = ids(session);
@@ -100,7 +105,10 @@ export class MediaGateway implements RoomMediaHooks {
     return { producerId };
   }
 
-  async consume(session: ClientSession, data: { transportId: string; producerId: string; rtpCapabilities: RtpCapabilitiesData }) {
+  async consume(
+    session: ClientSession,
+    data: { transportId: string; producerId: string; rtpCapabilities: RtpCapabilitiesData },
+  ) {
     const { roomId, participantId } = ids(session);
     return sfu(() =>
       this.#media.consume(roomId, participantId, {
@@ -119,7 +127,9 @@ export class MediaGateway implements RoomMediaHooks {
 
   async pauseProducer(session: ClientSession, producerId: string) {
     const { roomId, participantId } = ids(session);
-    await sfu(() => this.#media.pauseProducer(roomId, participantId, producerId, { asModerator: isModerator(session) }));
+    await sfu(() =>
+      this.#media.pauseProducer(roomId, participantId, producerId, { asModerator: isModerator(session) }),
+    );
     // Not after its producer.removed, should it have closed meanwhile.
     if (this.#announced.has(producerId)) await this.#rooms.publishDurable(roomId, 'producer.paused', { producerId });
     return {};
@@ -127,7 +137,9 @@ export class MediaGateway implements RoomMediaHooks {
 
   async resumeProducer(session: ClientSession, producerId: string) {
     const { roomId, participantId } = ids(session);
-    await sfu(() => this.#media.resumeProducer(roomId, participantId, producerId, { asModerator: isModerator(session) }));
+    await sfu(() =>
+      this.#media.resumeProducer(roomId, participantId, producerId, { asModerator: isModerator(session) }),
+    );
     // Not after its producer.removed, should it have closed meanwhile.
     if (this.#announced.has(producerId)) await this.#rooms.publishDurable(roomId, 'producer.resumed', { producerId });
     return {};
@@ -135,7 +147,9 @@ export class MediaGateway implements RoomMediaHooks {
 
   async closeProducer(session: ClientSession, producerId: string) {
     const { roomId, participantId } = ids(session);
-    await sfu(() => this.#media.closeProducer(roomId, participantId, producerId, { asModerator: isModerator(session) }));
+    await sfu(() =>
+      this.#media.closeProducer(roomId, participantId, producerId, { asModerator: isModerator(session) }),
+    );
     return {};
   }
 
@@ -150,7 +164,10 @@ export class MediaGateway implements RoomMediaHooks {
     return sfu(() => this.#media.restartIce(roomId, participantId, transportId));
   }
 
-  async createPlainTransport(session: ClientSession, data: { direction: Direction; comedia?: boolean | undefined; rtcpMux?: boolean | undefined }) {
+  async createPlainTransport(
+    session: ClientSession,
+    data: { direction: Direction; comedia?: boolean | undefined; rtcpMux?: boolean | undefined },
+  ) {
     if (data.direction === 'send') this.#requirePublisher(session);
     const { roomId, participantId } = ids(session);
     return sfu(() => this.#media.createPlainTransport(roomId, participantId, data));

@@ -93,7 +93,8 @@ export class RoomService {
 
     const resumed = data.resume ? await this.#tryResume(room, session, data.resume) : undefined;
     // A successful resume has attached this session; anything else must still be unattached.
-    if (!resumed && session.membership) throw new ProtocolError('ALREADY_JOINED', 'this connection already joined the room');
+    if (!resumed && session.membership)
+      throw new ProtocolError('ALREADY_JOINED', 'this connection already joined the room');
     const member = resumed ?? (await this.#joinFresh(room, session, data.displayName));
     const [presence, count] = await Promise.all([this.#bus.presence.list(roomId), this.#bus.presence.count(roomId)]);
     const media = this.#media;

@@ -4,7 +4,8 @@
  * here only, so a cluster can put the per-IP and per-user ones in Redis (with an in-memory
  * insurance limiter) without touching callers.
  */
-import { RateLimiterMemory, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import type { Redis } from 'ioredis';
+import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Config, Limit } from './config.js';
 
 export type LimitKind = 'ip' | 'connection' | 'user' | 'method';
@@ -17,8 +18,30 @@ export interface RateLimitRejection {
 /** Builds a limiter for a limit; swap this for a Redis-backed factory in a cluster. */
 export type LimiterFactory = (name: LimitKind, limit: Limit) => RateLimiterAbstract;
 
-export const memoryLimiter: LimiterFactory = (name, limit) =>
+export const memoryLimiter = (name: LimitKind | 'abuse', limit: Limit): RateLimiterAbstract =>
   new RateLimiterMemory({ keyPrefix: name, points: limit.points, duration: limit.durationMs / 1000 });
+
+/**
+ * Limits shared by every node of a cluster through Redis (windows in whole seconds there). Each
+ * keeps an in-memory insurance limiter that decides while Redis is unreachable, and a key that
+ * went far past its limit (twice the points) is blocked in memory for the rest of its window, so
+ * a flooder costs no Redis round trips.
+ */
+export function redisLimiterFactory(storeClient: Redis, keyPrefix = 'trading-room:rate'): LimiterFactory {
+  return (name, limit) => {
+    const durationS = Math.max(1, Math.round(limit.durationMs / 1000));
+    return new RateLimiterRedis({
+      storeClient,
+      keyPrefix: `${keyPrefix}:${name}`,
+      points: limit.points,
+      duration: durationS,
+      rejectIfRedisNotReady: true,
+      inMemoryBlockOnConsumed: limit.points * 2,
+      inMemoryBlockDuration: durationS,
+      insuranceLimiter: memoryLimiter(name, limit),
+    });
+  };
+}
 
 type MethodLimitName = keyof Config['rateLimits']['methods'];
 
@@ -43,7 +66,7 @@ export class RateLimits {
       ]),
     );
     // Rejections a connection may collect over one connection window before it is closed.
-    this.#abuse = memoryLimiter('connection', {
+    this.#abuse = memoryLimiter('abuse', {
       points: config.abuseCloseAfterRejections,
       durationMs: config.connection.durationMs,
     });

@@ -125,23 +125,26 @@ export class MediaGateway implements RoomMediaHooks {
     return {};
   }
 
-  async pauseProducer(session: ClientSession, producerId: string) {
-    const { roomId, participantId } = ids(session);
-    await sfu(() =>
-      this.#media.pauseProducer(roomId, participantId, producerId, { asModerator: isModerator(session) }),
-    );
-    // Not after its producer.removed, should it have closed meanwhile.
-    if (this.#announced.has(producerId)) await this.#rooms.publishDurable(roomId, 'producer.paused', { producerId });
-    return {};
+  pauseProducer(session: ClientSession, producerId: string) {
+    return this.#setProducerPaused(session, producerId, true);
   }
 
-  async resumeProducer(session: ClientSession, producerId: string) {
+  resumeProducer(session: ClientSession, producerId: string) {
+    return this.#setProducerPaused(session, producerId, false);
+  }
+
+  async #setProducerPaused(session: ClientSession, producerId: string, paused: boolean) {
     const { roomId, participantId } = ids(session);
+    const options = { asModerator: isModerator(session) };
     await sfu(() =>
-      this.#media.resumeProducer(roomId, participantId, producerId, { asModerator: isModerator(session) }),
+      paused
+        ? this.#media.pauseProducer(roomId, participantId, producerId, options)
+        : this.#media.resumeProducer(roomId, participantId, producerId, options),
     );
     // Not after its producer.removed, should it have closed meanwhile.
-    if (this.#announced.has(producerId)) await this.#rooms.publishDurable(roomId, 'producer.resumed', { producerId });
+    if (this.#announced.has(producerId)) {
+      await this.#rooms.publishDurable(roomId, paused ? 'producer.paused' : 'producer.resumed', { producerId });
+    }
     return {};
   }
 

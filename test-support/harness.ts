@@ -2,6 +2,7 @@
  * Test harness: a real node on a free loopback port, tokens for it, SDK clients and raw
  * WebSocket clients. Everything started here is closed by `closeAll()`.
  */
+import { afterEach } from 'vitest';
 import WebSocket from 'ws';
 import { loadConfig } from '../signaling/src/config.js';
 import { TradingRoomNode } from '../signaling/src/node.js';
@@ -177,6 +178,24 @@ export async function startTestNode(env: Record<string, string> = {}): Promise<T
   const node = new TradingRoomNode(config);
   await node.start();
   return new TestNode(node);
+}
+
+/**
+ * For tests that each start their own node: registers an `afterEach` that closes every node the
+ * test started, and returns the function that starts one (`defaults`, overridden by `env`).
+ */
+export function nodePerTest(
+  defaults: Record<string, string> = {},
+): (env?: Record<string, string>) => Promise<TestNode> {
+  const started: TestNode[] = [];
+  afterEach(async () => {
+    for (const t of started.splice(0)) await t.close();
+  });
+  return async (env = {}) => {
+    const t = await startTestNode({ ...defaults, ...env });
+    started.push(t);
+    return t;
+  };
 }
 
 /** Resolves when `predicate` holds, polling. */

@@ -1,16 +1,9 @@
 import { Registry } from 'prom-client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 
 import { registerMediaMetrics } from '../src/media-metrics.js';
-import { MediaService } from '../src/media-service.js';
-import {
-  startPlainPublisher,
-  startPlainViewer,
-  testServiceOptions,
-  waitFor,
-  type RtpSender,
-  type RtpSink,
-} from './support/rtp.js';
+import { useMediaService } from './support/media-fixture.js';
+import { waitFor, type RtpSink } from './support/rtp.js';
 
 /** Value of one sample of the registry's text output, e.g. `sample(text, 'x{worker="0"}')`. */
 function sample(text: string, series: string): number | undefined {
@@ -19,25 +12,16 @@ function sample(text: string, series: string): number | undefined {
 }
 
 describe('registerMediaMetrics', () => {
-  let media: MediaService;
+  const sfu = useMediaService();
   let registry: Registry;
-  let sender: RtpSender;
   let sink: RtpSink;
 
   beforeAll(async () => {
-    media = await MediaService.create(testServiceOptions());
     registry = new Registry();
-    registerMediaMetrics(registry, media);
-    const publisher = await startPlainPublisher(media, 'metrics-room', 'presenter', 0xc1);
-    sender = publisher.sender;
-    sink = (await startPlainViewer(media, 'metrics-room', 'viewer', publisher.producerId)).sink;
+    registerMediaMetrics(registry, sfu.media);
+    const publisher = await sfu.publisher('metrics-room', 'presenter', 0xc1);
+    sink = (await sfu.viewer('metrics-room', 'viewer', publisher.producerId)).sink;
     await waitFor(() => sink.received >= 20, 'RTP at the sink');
-  });
-
-  afterAll(async () => {
-    sender.close();
-    sink.close();
-    await media.close();
   });
 
   it('exposes counts, worker usage and traffic at scrape time', async () => {

@@ -1,18 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 
 import { SfuError } from '../src/errors.js';
 import { MediaService } from '../src/media-service.js';
-import type { ConsumerClosedEvent, ProducerClosedEvent, TransportClosedEvent } from '../src/media-types.js';
-import {
-  opusRtpParameters,
-  sleep,
-  startPlainPublisher,
-  startPlainViewer,
-  testServiceOptions,
-  waitFor,
-  type RtpSender,
-  type RtpSink,
-} from './support/rtp.js';
+import { useMediaService } from './support/media-fixture.js';
+import { opusRtpParameters, sleep, testServiceOptions, waitFor, type RtpSink } from './support/rtp.js';
 
 /** Resolves to the SfuError code `promise` rejects with (fails when it resolves). */
 async function codeOf(promise: Promise<unknown> | (() => unknown)): Promise<string> {
@@ -26,25 +17,8 @@ async function codeOf(promise: Promise<unknown> | (() => unknown)): Promise<stri
 }
 
 describe('MediaService', () => {
-  let media: MediaService;
-  const producerClosed: ProducerClosedEvent[] = [];
-  const consumerClosed: ConsumerClosedEvent[] = [];
-  const transportClosed: TransportClosedEvent[] = [];
-  const senders: RtpSender[] = [];
-  const sinks: RtpSink[] = [];
-
-  beforeAll(async () => {
-    media = await MediaService.create(testServiceOptions());
-    media.on('producerclosed', (e) => producerClosed.push(e));
-    media.on('consumerclosed', (e) => consumerClosed.push(e));
-    media.on('transportclosed', (e) => transportClosed.push(e));
-  });
-
-  afterAll(async () => {
-    for (const sender of senders) sender.close();
-    for (const sink of sinks) sink.close();
-    await media.close();
-  });
+  const sfu = useMediaService();
+  const { producerClosed, consumerClosed, transportClosed } = sfu.events;
 
   describe('plain RTP through one room', () => {
     const room = 'flow';
@@ -52,13 +26,11 @@ describe('MediaService', () => {
     let viewers: { participantId: string; consumerId: string; sink: RtpSink }[];
 
     beforeAll(async () => {
-      const publisher = await startPlainPublisher(media, room, 'presenter', 0x1111);
-      senders.push(publisher.sender);
+      const publisher = await sfu.publisher(room, 'presenter', 0x1111);
       producerId = publisher.producerId;
       viewers = [];
       for (const participantId of ['v1', 'v2', 'v3']) {
-        const viewer = await startPlainViewer(media, room, participantId, producerId);
-        sinks.push(viewer.sink);
+        const viewer = await sfu.viewer(room, participantId, producerId);
         viewers.push({ participantId, ...viewer });
       }
     });
@@ -66,21 +38,21 @@ describe('MediaService', () => {
     it('forwards the encoder RTP to every consumer', async () => {
       await waitFor(() => viewers.every((v) => v.sink.received >= 25), 'RTP at every sink');
       for (const viewer of viewers) expect(viewer.sink.ssrcs.size).toBe(1);
-      expect(media.listProducers(room)).toEqual([
+      expect(sfu.media.listProducers(room)).toEqual([
         { producerId, participantId: 'presenter', kind: 'audio', source: 'microphone', paused: false },
       ]);
-      expect(media.roomInfo(room)).toMatchObject({ routers: 1, transports: 4, producers: 1, consumers: 3 });
+      expect(sfu.media.roomInfo(room)).toMatchObject({ routers: 1, transports: 4, producers: 1, consumers: 3 });
     });
 
     it('stops the flow while the producer is paused and restarts it on resume', async () => {
-      await media.pauseProducer(room, 'presenter', producerId);
-      expect(media.listProducers(room)[0]?.paused).toBe(true);
+      await sfu.media.pauseProducer(room, 'presenter', producerId);
+      expect(sfu.media.listProducers(room)[0]?.paused).toBe(true);
       await sleep(150); // packets in flight
       const before = viewers.map((v) => v.sink.received);
       await sleep(400);
       expect(viewers.map((v) => v.sink.received)).toEqual(before);
 
-      await media.resumeProducer(room, 'presenter', producerId);
+      await sfu.media.resumeProducer(room, 'presenter', producerId);
       await waitFor(
         () => viewers.every((v, i) => v.sink.received >= before[i]! + 10),
         'RTP flowing again after resume',
@@ -88,43 +60,43 @@ describe('MediaService', () => {
     });
 
     it('lets a moderator pause and resume, but not a stranger', async () => {
-      expect(await codeOf(media.pauseProducer(room, 'v1', producerId))).toBe('FORBIDDEN');
-      expect(await codeOf(media.closeProducer(room, 'v1', producerId))).toBe('FORBIDDEN');
-      await media.pauseProducer(room, 'v1', producerId, { asModerator: true });
-      expect(media.listProducers(room)[0]?.paused).toBe(true);
-      await media.resumeProducer(room, 'v1', producerId, { asModerator: true });
-      expect(media.listProducers(room)[0]?.paused).toBe(false);
+      expect(await codeOf(sfu.media.pauseProducer(room, 'v1', producerId))).toBe('FORBIDDEN');
+      expect(await codeOf(sfu.media.closeProducer(room, 'v1', producerId))).toBe('FORBIDDEN');
+      await sfu.media.pauseProducer(room, 'v1', producerId, { asModerator: true });
+      expect(sfu.media.listProducers(room)[0]?.paused).toBe(true);
+      await sfu.media.resumeProducer(room, 'v1', producerId, { asModerator: true });
+      expect(sfu.media.listProducers(room)[0]?.paused).toBe(false);
     });
 
     it('pauses every producer of a participant for a mute, once', async () => {
-      expect(await media.pauseParticipantProducers(room, 'presenter')).toEqual([producerId]);
-      expect(await media.pauseParticipantProducers(room, 'presenter')).toEqual([]);
-      await media.resumeProducer(room, 'presenter', producerId);
+      expect(await sfu.media.pauseParticipantProducers(room, 'presenter')).toEqual([producerId]);
+      expect(await sfu.media.pauseParticipantProducers(room, 'presenter')).toEqual([]);
+      await sfu.media.resumeProducer(room, 'presenter', producerId);
     });
 
     it('closes the producer and every consumer of it, with events', async () => {
-      await media.closeProducer(room, 'presenter', producerId);
+      await sfu.media.closeProducer(room, 'presenter', producerId);
       expect(producerClosed).toEqual([{ roomId: room, participantId: 'presenter', producerId, reason: 'closed' }]);
       const closedHere = consumerClosed.filter((e) => e.roomId === room);
       expect(closedHere.map((e) => [e.participantId, e.consumerId, e.reason]).sort()).toEqual(
         viewers.map((v) => [v.participantId, v.consumerId, 'producer-closed']).sort(),
       );
-      expect(media.listProducers(room)).toEqual([]);
-      expect(media.roomInfo(room)).toMatchObject({ producers: 0, consumers: 0, transports: 4 });
+      expect(sfu.media.listProducers(room)).toEqual([]);
+      expect(sfu.media.roomInfo(room)).toMatchObject({ producers: 0, consumers: 0, transports: 4 });
       await sleep(100);
       const after = viewers.map((v) => v.sink.received);
       await sleep(300);
       expect(viewers.map((v) => v.sink.received)).toEqual(after);
-      expect(await codeOf(media.resumeConsumer(room, 'v1', viewers[0]!.consumerId))).toBe('NOT_FOUND');
+      expect(await codeOf(sfu.media.resumeConsumer(room, 'v1', viewers[0]!.consumerId))).toBe('NOT_FOUND');
     });
 
     it('closes what a leaving participant owns', async () => {
-      const transportsBefore = media.roomInfo(room)!.transports;
-      media.closeParticipant(room, 'v1');
-      expect(media.roomInfo(room)!.transports).toBe(transportsBefore - 1);
+      const transportsBefore = sfu.media.roomInfo(room)!.transports;
+      sfu.media.closeParticipant(room, 'v1');
+      expect(sfu.media.roomInfo(room)!.transports).toBe(transportsBefore - 1);
       expect(transportClosed.filter((e) => e.participantId === 'v1')).toMatchObject([{ reason: 'participant-left' }]);
-      media.closeParticipant(room, 'v1');
-      media.closeParticipant('no-such-room', 'v1');
+      sfu.media.closeParticipant(room, 'v1');
+      sfu.media.closeParticipant('no-such-room', 'v1');
     });
   });
 
@@ -132,7 +104,7 @@ describe('MediaService', () => {
     const room = 'webrtc';
 
     it('are created through the worker WebRtcServer, with UDP and TCP candidates on its ports', async () => {
-      const caps = await media.getRouterRtpCapabilities(room);
+      const caps = await sfu.media.getRouterRtpCapabilities(room);
       expect(caps.codecs?.map((c) => c.mimeType)).toEqual([
         'audio/opus',
         'video/VP8',
@@ -142,9 +114,9 @@ describe('MediaService', () => {
         'video/H264',
         'video/rtx',
       ]);
-      const transport = await media.createWebRtcTransport(room, 'alice', 'send');
-      const workerIndex = media.roomInfo(room)!.routerWorkers[0];
-      const worker = media.workers().find((w) => w.workerIndex === workerIndex)!;
+      const transport = await sfu.media.createWebRtcTransport(room, 'alice', 'send');
+      const workerIndex = sfu.media.roomInfo(room)!.routerWorkers[0];
+      const worker = sfu.media.workers().find((w) => w.workerIndex === workerIndex)!;
       expect(transport.iceCandidates.map((c) => [c.protocol, c.ip, c.port]).sort()).toEqual(
         [
           ['tcp', '127.0.0.1', worker.tcpPort],
@@ -153,40 +125,40 @@ describe('MediaService', () => {
       );
       expect(transport.dtlsParameters.fingerprints.length).toBeGreaterThan(0);
 
-      const { iceParameters } = await media.restartIce(room, 'alice', transport.transportId);
+      const { iceParameters } = await sfu.media.restartIce(room, 'alice', transport.transportId);
       expect(iceParameters.usernameFragment).not.toBe(transport.iceParameters.usernameFragment);
-      expect(await codeOf(media.restartIce(room, 'bob', transport.transportId))).toBe('FORBIDDEN');
+      expect(await codeOf(sfu.media.restartIce(room, 'bob', transport.transportId))).toBe('FORBIDDEN');
 
-      await media.connectTransport(room, 'alice', transport.transportId, {
+      await sfu.media.connectTransport(room, 'alice', transport.transportId, {
         role: 'client',
         fingerprints: [{ algorithm: 'sha-256', value: 'AB:'.repeat(31) + 'AB' }],
       });
       expect(
         await codeOf(
-          media.connectTransport(room, 'alice', transport.transportId, { role: 'client', fingerprints: [] }),
+          sfu.media.connectTransport(room, 'alice', transport.transportId, { role: 'client', fingerprints: [] }),
         ),
       ).toBe('BAD_REQUEST');
     });
 
     it('are limited per participant', async () => {
       // alice already has one transport in this room.
-      for (let i = 0; i < 3; i += 1) await media.createWebRtcTransport(room, 'alice', 'recv');
-      const error = await media.createWebRtcTransport(room, 'alice', 'recv').catch((e: unknown) => e);
+      for (let i = 0; i < 3; i += 1) await sfu.media.createWebRtcTransport(room, 'alice', 'recv');
+      const error = await sfu.media.createWebRtcTransport(room, 'alice', 'recv').catch((e: unknown) => e);
       expect(error).toBeInstanceOf(SfuError);
       expect((error as SfuError).code).toBe('FORBIDDEN');
       expect((error as SfuError).message).toMatch(/transport limit reached: at most 4/);
-      media.closeParticipant(room, 'alice');
-      await media.createWebRtcTransport(room, 'alice', 'recv');
+      sfu.media.closeParticipant(room, 'alice');
+      await sfu.media.createWebRtcTransport(room, 'alice', 'recv');
     });
 
     it('discards a transport whose participant left while it was being created', async () => {
-      const before = media.roomInfo(room)!.transports;
-      const creating = media.createWebRtcTransport(room, 'carol', 'recv');
-      media.closeParticipant(room, 'carol');
+      const before = sfu.media.roomInfo(room)!.transports;
+      const creating = sfu.media.createWebRtcTransport(room, 'carol', 'recv');
+      sfu.media.closeParticipant(room, 'carol');
       expect(await codeOf(creating)).toBe('NOT_FOUND');
-      expect(media.roomInfo(room)!.transports).toBe(before);
-      await media.createWebRtcTransport(room, 'carol', 'recv'); // a resumed session starts over
-      expect(media.roomInfo(room)!.transports).toBe(before + 1);
+      expect(sfu.media.roomInfo(room)!.transports).toBe(before);
+      await sfu.media.createWebRtcTransport(room, 'carol', 'recv'); // a resumed session starts over
+      expect(sfu.media.roomInfo(room)!.transports).toBe(before + 1);
     });
   });
 
@@ -196,13 +168,13 @@ describe('MediaService', () => {
     let recv: string;
 
     beforeAll(async () => {
-      send = (await media.createPlainTransport(room, 'pres', { direction: 'send', comedia: true })).transportId;
-      recv = (await media.createPlainTransport(room, 'view', { direction: 'recv' })).transportId;
+      send = (await sfu.media.createPlainTransport(room, 'pres', { direction: 'send', comedia: true })).transportId;
+      recv = (await sfu.media.createPlainTransport(room, 'view', { direction: 'recv' })).transportId;
     });
 
     it('rejects what does not fit', async () => {
       const produce = (participantId: string, transportId: string, overrides: object = {}): Promise<unknown> =>
-        media.produce(room, participantId, {
+        sfu.media.produce(room, participantId, {
           transportId,
           kind: 'audio',
           rtpParameters: opusRtpParameters(0x2222),
@@ -225,7 +197,7 @@ describe('MediaService', () => {
       ).toBe('BAD_REQUEST');
       expect(
         await codeOf(
-          media.produce('nowhere', 'pres', {
+          sfu.media.produce('nowhere', 'pres', {
             transportId: send,
             kind: 'audio',
             rtpParameters: opusRtpParameters(1),
@@ -237,14 +209,14 @@ describe('MediaService', () => {
 
     it('limits producers per participant', async () => {
       for (let i = 0; i < 4; i += 1) {
-        await media.produce(room, 'pres', {
+        await sfu.media.produce(room, 'pres', {
           transportId: send,
           kind: 'audio',
           rtpParameters: opusRtpParameters(0x3000 + i),
           source: 'microphone',
         });
       }
-      const error = await media
+      const error = await sfu.media
         .produce(room, 'pres', {
           transportId: send,
           kind: 'audio',
@@ -257,48 +229,50 @@ describe('MediaService', () => {
     });
 
     it('rejects consumers that cannot consume or do not own the transport', async () => {
-      const producerId = media.listProducers(room)[0]!.producerId;
-      const caps = await media.getRouterRtpCapabilities(room);
+      const producerId = sfu.media.listProducers(room)[0]!.producerId;
+      const caps = await sfu.media.getRouterRtpCapabilities(room);
       expect(
-        await codeOf(media.consume(room, 'view', { transportId: recv, producerId, rtpCapabilities: { codecs: [] } })),
+        await codeOf(
+          sfu.media.consume(room, 'view', { transportId: recv, producerId, rtpCapabilities: { codecs: [] } }),
+        ),
       ).toBe('BAD_REQUEST');
-      expect(await codeOf(media.consume(room, 'pres', { transportId: recv, producerId, rtpCapabilities: caps }))).toBe(
-        'FORBIDDEN',
-      );
       expect(
-        await codeOf(media.consume(room, 'view', { transportId: recv, producerId: 'nope', rtpCapabilities: caps })),
+        await codeOf(sfu.media.consume(room, 'pres', { transportId: recv, producerId, rtpCapabilities: caps })),
+      ).toBe('FORBIDDEN');
+      expect(
+        await codeOf(sfu.media.consume(room, 'view', { transportId: recv, producerId: 'nope', rtpCapabilities: caps })),
       ).toBe('NOT_FOUND');
-      expect(await codeOf(media.consume(room, 'pres', { transportId: send, producerId, rtpCapabilities: caps }))).toBe(
-        'BAD_REQUEST',
-      );
-      const consumer = await media.consume(room, 'view', { transportId: recv, producerId, rtpCapabilities: caps });
+      expect(
+        await codeOf(sfu.media.consume(room, 'pres', { transportId: send, producerId, rtpCapabilities: caps })),
+      ).toBe('BAD_REQUEST');
+      const consumer = await sfu.media.consume(room, 'view', { transportId: recv, producerId, rtpCapabilities: caps });
       expect(consumer).toMatchObject({ producerId, kind: 'audio', paused: true, producerPaused: false });
       expect(consumer.rtpParameters.codecs[0]?.payloadType).toBe(100);
-      expect(await codeOf(media.resumeConsumer(room, 'pres', consumer.consumerId))).toBe('FORBIDDEN');
-      await media.setConsumerLayers(room, 'view', consumer.consumerId, 0);
+      expect(await codeOf(sfu.media.resumeConsumer(room, 'pres', consumer.consumerId))).toBe('FORBIDDEN');
+      await sfu.media.setConsumerLayers(room, 'view', consumer.consumerId, 0);
     });
 
     it('closes all producers of a demoted participant at once', () => {
       const before = producerClosed.length;
-      const ids = media.closeParticipantProducers(room, 'pres', 'role-revoked');
+      const ids = sfu.media.closeParticipantProducers(room, 'pres', 'role-revoked');
       expect(ids).toHaveLength(4);
       expect(producerClosed.slice(before).map((e) => e.reason)).toEqual(Array(4).fill('role-revoked'));
       expect(consumerClosed.at(-1)).toMatchObject({ participantId: 'view', reason: 'producer-closed' });
-      expect(media.closeParticipantProducers('nowhere', 'pres', 'role-revoked')).toEqual([]);
+      expect(sfu.media.closeParticipantProducers('nowhere', 'pres', 'role-revoked')).toEqual([]);
     });
 
     it('closes a room with events, and forgets it', async () => {
       const before = transportClosed.length;
-      media.closeRoom(room);
+      sfu.media.closeRoom(room);
       expect(transportClosed.slice(before).map((e) => e.reason)).toEqual(['room-closed', 'room-closed']);
-      expect(media.hasRoom(room)).toBe(false);
-      expect(await codeOf(media.resumeConsumer(room, 'view', 'x'))).toBe('NOT_FOUND');
-      media.closeRoom(room);
+      expect(sfu.media.hasRoom(room)).toBe(false);
+      expect(await codeOf(sfu.media.resumeConsumer(room, 'view', 'x'))).toBe('NOT_FOUND');
+      sfu.media.closeRoom(room);
     });
   });
 
   it('counts what it holds', () => {
-    const stats = media.stats();
+    const stats = sfu.media.stats();
     expect(stats).toMatchObject({ workers: 2, workersAlive: 2, workerRestarts: 0 });
     expect(stats.rooms).toBeGreaterThanOrEqual(2);
     expect(stats.routers).toBeGreaterThanOrEqual(2);

@@ -1,44 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 
-import { MediaService } from '../src/media-service.js';
-import type {
-  ActiveSpeakerEvent,
-  ConsumerClosedEvent,
-  ProducerClosedEvent,
-  TransportClosedEvent,
-  WorkerDiedEvent,
-  WorkerRestartedEvent,
-} from '../src/media-types.js';
-import {
-  sleep,
-  startPlainPublisher,
-  startPlainViewer,
-  testServiceOptions,
-  waitFor,
-  type RtpSender,
-  type RtpSink,
-} from './support/rtp.js';
+import { useMediaService } from './support/media-fixture.js';
+import { sleep, waitFor, type RtpSink } from './support/rtp.js';
 
 type Viewer = { participantId: string; consumerId: string; transportId: string; sink: RtpSink };
-
-/** Records every event of a service. */
-function record(media: MediaService) {
-  const events = {
-    producerClosed: [] as ProducerClosedEvent[],
-    consumerClosed: [] as ConsumerClosedEvent[],
-    transportClosed: [] as TransportClosedEvent[],
-    activeSpeaker: [] as ActiveSpeakerEvent[],
-    workerDied: [] as WorkerDiedEvent[],
-    workerRestarted: [] as WorkerRestartedEvent[],
-  };
-  media.on('producerclosed', (e) => events.producerClosed.push(e));
-  media.on('consumerclosed', (e) => events.consumerClosed.push(e));
-  media.on('transportclosed', (e) => events.transportClosed.push(e));
-  media.on('activespeaker', (e) => events.activeSpeaker.push(e));
-  media.on('workerdied', (e) => events.workerDied.push(e));
-  media.on('workerrestarted', (e) => events.workerRestarted.push(e));
-  return events;
-}
 
 /** Resolves once every sink got `count` more packets than it has now. */
 async function flowing(sinks: RtpSink[], what: string, count = 10): Promise<void> {
@@ -48,34 +13,21 @@ async function flowing(sinks: RtpSink[], what: string, count = 10): Promise<void
 
 describe('RoomMedia: consumer budget, pipes across routers, active speaker', () => {
   const room = 'big-room';
-  let media: MediaService;
-  let events: ReturnType<typeof record>;
-  const senders: RtpSender[] = [];
+  const sfu = useMediaService({ consumersPerRouter: 3 });
+  const { events } = sfu;
   const viewers: Viewer[] = [];
   let firstProducerId: string;
 
   beforeAll(async () => {
-    media = await MediaService.create(testServiceOptions({ consumersPerRouter: 3 }));
-    events = record(media);
-    const publisher = await startPlainPublisher(media, room, 'presenter', 0xa1);
-    senders.push(publisher.sender);
+    const publisher = await sfu.publisher(room, 'presenter', 0xa1);
     firstProducerId = publisher.producerId;
     for (let i = 0; i < 10; i += 1) {
-      viewers.push({
-        participantId: `viewer-${i}`,
-        ...(await startPlainViewer(media, room, `viewer-${i}`, firstProducerId)),
-      });
+      viewers.push({ participantId: `viewer-${i}`, ...(await sfu.viewer(room, `viewer-${i}`, firstProducerId)) });
     }
   });
 
-  afterAll(async () => {
-    for (const sender of senders) sender.close();
-    for (const viewer of viewers) viewer.sink.close();
-    await media.close();
-  });
-
   it('spreads 10 consumers over routers of at most 3, on both workers, all receiving', async () => {
-    const info = media.roomInfo(room)!;
+    const info = sfu.media.roomInfo(room)!;
     expect(info.routers).toBe(4);
     expect(new Set(info.routerWorkers)).toEqual(new Set([0, 1]));
     expect(info.consumers).toBe(10);
@@ -88,16 +40,15 @@ describe('RoomMedia: consumer budget, pipes across routers, active speaker', () 
   });
 
   it('pipes a producer created later into every router of the room', async () => {
-    const second = await startPlainPublisher(media, room, 'presenter', 0xa2);
-    senders.push(second.sender);
-    const caps = await media.getRouterRtpCapabilities(room);
+    const second = await sfu.publisher(room, 'presenter', 0xa2);
+    const caps = await sfu.media.getRouterRtpCapabilities(room);
     for (const viewer of viewers) {
-      const consumer = await media.consume(room, viewer.participantId, {
+      const consumer = await sfu.media.consume(room, viewer.participantId, {
         transportId: viewer.transportId,
         producerId: second.producerId,
         rtpCapabilities: caps,
       });
-      await media.resumeConsumer(room, viewer.participantId, consumer.consumerId);
+      await sfu.media.resumeConsumer(room, viewer.participantId, consumer.consumerId);
     }
     await waitFor(() => viewers.every((v) => v.sink.ssrcs.size === 2), 'both streams at every sink');
   });
@@ -108,9 +59,9 @@ describe('RoomMedia: consumer budget, pipes across routers, active speaker', () 
   });
 
   it('loses only the viewers of a secondary worker when it dies, and grows again after', async () => {
-    const info = media.roomInfo(room)!;
+    const info = sfu.media.roomInfo(room)!;
     const primaryWorker = info.routerWorkers[0]!;
-    const victim = media.workers().find((w) => w.workerIndex !== primaryWorker)!;
+    const victim = sfu.media.workers().find((w) => w.workerIndex !== primaryWorker)!;
     const consumersBefore = info.consumers;
     const survivors = viewers;
 
@@ -128,7 +79,7 @@ describe('RoomMedia: consumer budget, pipes across routers, active speaker', () 
     expect(events.consumerClosed).toHaveLength(lost.length * 2);
     expect(events.consumerClosed.every((e) => e.reason === 'worker-died')).toBe(true);
     expect(events.producerClosed).toEqual([]);
-    expect(media.roomInfo(room)!.consumers).toBe(consumersBefore - lost.length * 2);
+    expect(sfu.media.roomInfo(room)!.consumers).toBe(consumersBefore - lost.length * 2);
 
     await flowing(
       kept.map((v) => v.sink),
@@ -136,20 +87,20 @@ describe('RoomMedia: consumer budget, pipes across routers, active speaker', () 
     );
 
     await waitFor(() => events.workerRestarted.length === 1, 'workerrestarted');
-    expect(media.stats()).toMatchObject({ workersAlive: 2, workerRestarts: 1 });
+    expect(sfu.media.stats()).toMatchObject({ workersAlive: 2, workerRestarts: 1 });
 
     // A viewer that lost its transport comes back with a new one and receives again.
     const back = lost[0]!;
-    const rejoined = await startPlainViewer(media, room, back.participantId, firstProducerId);
+    const rejoined = await sfu.viewer(room, back.participantId, firstProducerId);
     viewers.push({ participantId: back.participantId, ...rejoined });
     await flowing([rejoined.sink], 'RTP at the viewer that came back');
-    expect(media.roomInfo(room)!.routerWorkers.at(-1)).toBe(victim.workerIndex);
+    expect(sfu.media.roomInfo(room)!.routerWorkers.at(-1)).toBe(victim.workerIndex);
   });
 
   it('survives the death of the primary worker: producers gone everywhere, re-publishing works', async () => {
-    const info = media.roomInfo(room)!;
+    const info = sfu.media.roomInfo(room)!;
     const primaryWorker = info.routerWorkers[0]!;
-    const victim = media.workers().find((w) => w.workerIndex === primaryWorker)!;
+    const victim = sfu.media.workers().find((w) => w.workerIndex === primaryWorker)!;
     const rejoined = viewers.at(-1)!;
     const before = { producers: events.producerClosed.length, consumers: events.consumerClosed.length };
 
@@ -164,18 +115,17 @@ describe('RoomMedia: consumer budget, pipes across routers, active speaker', () 
       .filter((e) => e.participantId === rejoined.participantId);
     expect(rejoinedClosed.map((e) => e.reason)).toEqual(['producer-closed']);
     expect(events.activeSpeaker.at(-1)).toEqual({ roomId: room, participantId: null });
-    expect(media.roomInfo(room)).toMatchObject({ routers: 1, producers: 0, consumers: 0, transports: 1 });
+    expect(sfu.media.roomInfo(room)).toMatchObject({ routers: 1, producers: 0, consumers: 0, transports: 1 });
 
     // The presenter publishes again (now on the surviving router); the viewer consumes again.
-    const again = await startPlainPublisher(media, room, 'presenter', 0xa3);
-    senders.push(again.sender);
-    const caps = await media.getRouterRtpCapabilities(room);
-    const consumer = await media.consume(room, rejoined.participantId, {
+    const again = await sfu.publisher(room, 'presenter', 0xa3);
+    const caps = await sfu.media.getRouterRtpCapabilities(room);
+    const consumer = await sfu.media.consume(room, rejoined.participantId, {
       transportId: rejoined.transportId,
       producerId: again.producerId,
       rtpCapabilities: caps,
     });
-    await media.resumeConsumer(room, rejoined.participantId, consumer.consumerId);
+    await sfu.media.resumeConsumer(room, rejoined.participantId, consumer.consumerId);
     const ssrc = consumer.rtpParameters.encodings?.[0]?.ssrc;
     await waitFor(() => rejoined.sink.lastSsrc === ssrc, 'the re-published stream at the viewer');
     await flowing([rejoined.sink], 'RTP from the re-published producer');
@@ -183,43 +133,23 @@ describe('RoomMedia: consumer budget, pipes across routers, active speaker', () 
 });
 
 describe('RoomMedia: worker death', () => {
-  let media: MediaService;
-  let events: ReturnType<typeof record>;
-  const senders: RtpSender[] = [];
-  const sinks: RtpSink[] = [];
-
-  beforeAll(async () => {
-    media = await MediaService.create(testServiceOptions());
-    events = record(media);
-  });
-
-  afterAll(async () => {
-    for (const sender of senders) sender.close();
-    for (const sink of sinks) sink.close();
-    await media.close();
-  });
+  const sfu = useMediaService();
+  const { events } = sfu;
 
   it('reports everything lost with the worker, keeps other rooms flowing, and recovers', async () => {
-    const a = await startPlainPublisher(media, 'room-a', 'pa', 0xb1);
-    senders.push(a.sender);
-    const aViewers = [
-      await startPlainViewer(media, 'room-a', 'a1', a.producerId),
-      await startPlainViewer(media, 'room-a', 'a2', a.producerId),
-    ];
-    sinks.push(...aViewers.map((v) => v.sink));
-    const b = await startPlainPublisher(media, 'room-b', 'pb', 0xb2);
-    senders.push(b.sender);
-    const bViewer = await startPlainViewer(media, 'room-b', 'b1', b.producerId);
-    sinks.push(bViewer.sink);
+    const a = await sfu.publisher('room-a', 'pa', 0xb1);
+    const aViewers = [await sfu.viewer('room-a', 'a1', a.producerId), await sfu.viewer('room-a', 'a2', a.producerId)];
+    const b = await sfu.publisher('room-b', 'pb', 0xb2);
+    const bViewer = await sfu.viewer('room-b', 'b1', b.producerId);
 
-    const workerA = media.roomInfo('room-a')!.routerWorkers;
-    const workerB = media.roomInfo('room-b')!.routerWorkers;
+    const workerA = sfu.media.roomInfo('room-a')!.routerWorkers;
+    const workerB = sfu.media.roomInfo('room-b')!.routerWorkers;
     expect(workerA).toHaveLength(1);
     expect(workerB).toHaveLength(1);
     expect(workerA[0]).not.toBe(workerB[0]);
     await flowing([...aViewers.map((v) => v.sink), bViewer.sink], 'RTP in both rooms');
 
-    const victim = media.workers().find((w) => w.workerIndex === workerA[0])!;
+    const victim = sfu.media.workers().find((w) => w.workerIndex === workerA[0])!;
     process.kill(victim.pid, 'SIGKILL');
     await waitFor(() => events.workerDied.length === 1, 'workerdied');
 
@@ -240,23 +170,21 @@ describe('RoomMedia: worker death', () => {
         ['room-a', 'pa', 'worker-died'],
       ].sort(),
     );
-    expect(media.roomInfo('room-a')).toMatchObject({ routers: 0, transports: 0, producers: 0, consumers: 0 });
-    expect(media.listProducers('room-a')).toEqual([]);
+    expect(sfu.media.roomInfo('room-a')).toMatchObject({ routers: 0, transports: 0, producers: 0, consumers: 0 });
+    expect(sfu.media.listProducers('room-a')).toEqual([]);
 
     await flowing([bViewer.sink], 'RTP in the other room after the death');
-    expect(media.roomInfo('room-b')).toMatchObject({ routers: 1, transports: 2, producers: 1, consumers: 1 });
+    expect(sfu.media.roomInfo('room-b')).toMatchObject({ routers: 1, transports: 2, producers: 1, consumers: 1 });
 
     await waitFor(() => events.workerRestarted.length === 1, 'workerrestarted');
     expect(events.workerRestarted[0]!.workerIndex).toBe(victim.workerIndex);
-    expect(media.stats()).toMatchObject({ workersAlive: 2, workerRestarts: 1 });
+    expect(sfu.media.stats()).toMatchObject({ workersAlive: 2, workerRestarts: 1 });
 
     // The presenter publishes again; a viewer consumes again.
-    const again = await startPlainPublisher(media, 'room-a', 'pa', 0xb3);
-    senders.push(again.sender);
-    const viewerAgain = await startPlainViewer(media, 'room-a', 'a1', again.producerId);
-    sinks.push(viewerAgain.sink);
+    const again = await sfu.publisher('room-a', 'pa', 0xb3);
+    const viewerAgain = await sfu.viewer('room-a', 'a1', again.producerId);
     await flowing([viewerAgain.sink], 'RTP in the recovered room');
-    expect(media.roomInfo('room-a')!.routers).toBe(1);
+    expect(sfu.media.roomInfo('room-a')!.routers).toBe(1);
     await sleep(0);
   });
 });

@@ -9,6 +9,18 @@ import {
 } from '../src/worker-pool.js';
 import { testLogger, waitFor } from './support/rtp.js';
 
+/** A pool of `numWorkers` on loopback and ephemeral ports, restarting quickly. */
+function createPool(numWorkers: number): Promise<WorkerPool> {
+  return WorkerPool.create({
+    numWorkers,
+    listenIp: '127.0.0.1',
+    rtcBasePort: 0,
+    portRange: { min: 20000, max: 59999 },
+    restartBackoff: { initialMs: 200, maxMs: 2000, stableAfterMs: 60_000 },
+    logger: testLogger,
+  });
+}
+
 describe('RestartBackoff', () => {
   it('doubles up to the ceiling and starts over after a stable run', () => {
     const backoff = new RestartBackoff({ initialMs: 500, maxMs: 30_000, stableAfterMs: 60_000 });
@@ -26,14 +38,7 @@ describe('WorkerPool', () => {
   const restarted: PoolWorkerRestartedEvent[] = [];
 
   beforeAll(async () => {
-    pool = await WorkerPool.create({
-      numWorkers: 2,
-      listenIp: '127.0.0.1',
-      rtcBasePort: 0,
-      portRange: { min: 20000, max: 59999 },
-      restartBackoff: { initialMs: 200, maxMs: 2000, stableAfterMs: 60_000 },
-      logger: testLogger,
-    });
+    pool = await createPool(2);
     pool.on('workerdied', (event) => died.push(event));
     pool.on('workerrestarted', (event) => restarted.push(event));
   });
@@ -85,14 +90,7 @@ describe('WorkerPool', () => {
   });
 
   it('reports no worker once closed, and closes twice safely', async () => {
-    const other = await WorkerPool.create({
-      numWorkers: 1,
-      listenIp: '127.0.0.1',
-      rtcBasePort: 0,
-      portRange: { min: 20000, max: 59999 },
-      restartBackoff: { initialMs: 200, maxMs: 2000, stableAfterMs: 60_000 },
-      logger: testLogger,
-    });
+    const other = await createPool(1);
     const worker = other.alive[0]!.worker;
     await Promise.all([other.close(), other.close()]);
     expect(worker.closed).toBe(true);

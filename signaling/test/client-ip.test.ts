@@ -3,9 +3,10 @@
  * `TRUSTED_PROXIES`; the resolved address is what the per-IP upgrade limit keys on.
  */
 import type { IncomingMessage } from 'node:http';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ClientIpResolver } from '../src/gateway/client-ip.js';
-import { startTestNode, UpgradeRefused, type TestNode } from '../../test-support/harness.js';
+import { nodePerTest } from '../../test-support/harness.js';
+import { refusal } from './support-issue3/util.js';
 
 function request(remoteAddress: string | undefined, forwardedFor?: string | string[]): IncomingMessage {
   const headers: Record<string, string | string[]> = {};
@@ -58,46 +59,30 @@ describe('ClientIpResolver', () => {
 });
 
 describe('per-IP upgrade limit keyed on the resolved address (real node)', () => {
-  let t: TestNode | undefined;
-  afterEach(async () => {
-    await t?.close();
-    t = undefined;
-  });
-
-  async function refusedStatus(promise: Promise<unknown>): Promise<number> {
-    try {
-      await promise;
-      return 101;
-    } catch (error) {
-      if (error instanceof UpgradeRefused) return error.status;
-      throw error;
-    }
-  }
+  const startNode = nodePerTest();
 
   it('behind a trusted proxy, each forwarded client has its own budget', async () => {
-    t = await startTestNode({
+    const node = await startNode({
       TRUSTED_PROXIES: '127.0.0.1',
       RATE_LIMIT_IP_CONNECTIONS: '2',
       RATE_LIMIT_IP_WINDOW_MS: '60000',
     });
-    const node = t;
     const a = { 'X-Forwarded-For': '203.0.113.1' };
     const b = { 'X-Forwarded-For': '203.0.113.2' };
     await node.raw(await node.token('u1'), a);
     await node.raw(await node.token('u2'), a);
-    expect(await refusedStatus(node.raw(await node.token('u3'), a))).toBe(429);
+    expect((await refusal(node.raw(await node.token('u3'), a))).status).toBe(429);
     // Another forwarded client, and the proxy itself, are unaffected.
     await node.raw(await node.token('u4'), b);
     await node.raw(await node.token('u5'), b);
     await node.raw(await node.token('u6'));
-    expect(await refusedStatus(node.raw(await node.token('u7'), b))).toBe(429);
+    expect((await refusal(node.raw(await node.token('u7'), b))).status).toBe(429);
   });
 
   it('without TRUSTED_PROXIES, a forged X-Forwarded-For does not escape the limit', async () => {
-    t = await startTestNode({ RATE_LIMIT_IP_CONNECTIONS: '2', RATE_LIMIT_IP_WINDOW_MS: '60000' });
-    const node = t;
+    const node = await startNode({ RATE_LIMIT_IP_CONNECTIONS: '2', RATE_LIMIT_IP_WINDOW_MS: '60000' });
     await node.raw(await node.token('u1'), { 'X-Forwarded-For': '203.0.113.1' });
     await node.raw(await node.token('u2'), { 'X-Forwarded-For': '203.0.113.2' });
-    expect(await refusedStatus(node.raw(await node.token('u3'), { 'X-Forwarded-For': '203.0.113.3' }))).toBe(429);
+    expect((await refusal(node.raw(await node.token('u3'), { 'X-Forwarded-For': '203.0.113.3' }))).status).toBe(429);
   });
 });

@@ -5,18 +5,12 @@
  * observable; 4003 / 4009 stop the client; 4001 renews the token; 429 / 503 Retry-After are
  * honoured.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type WebSocket from 'ws';
-import { eventually, startTestNode, type TestNode } from '../../test-support/harness.js';
+import { eventually, nodePerTest, type TestNode } from '../../test-support/harness.js';
 import { RequestError, type ConnectionState, type SocketFactory, type TradingRoomClient } from '../client/index.js';
 import { nodeSocketFactory } from '../client/node.js';
 import { consecutiveBreak } from './support-issue3/util.js';
-
-let t: TestNode | undefined;
-afterEach(async () => {
-  await t?.close();
-  t = undefined;
-});
 
 const RELAXED = {
   RATE_LIMIT_IP_CONNECTIONS: '1000',
@@ -25,6 +19,7 @@ const RELAXED = {
   RATE_LIMIT_USER_MESSAGES: '10000',
   RATE_LIMIT_JOIN_MESSAGES: '1000',
 };
+const startNode = nodePerTest(RELAXED);
 
 interface Attempt {
   ws: WebSocket;
@@ -89,8 +84,7 @@ describe.each([
     'delivers every durable event exactly once, in order, across several reconnects',
     { timeout: 30_000 },
     async () => {
-      t = await startTestNode({ ...RELAXED, SESSION_RESUME_GRACE_MS: grace });
-      const node = t;
+      const node = await startNode({ SESSION_RESUME_GRACE_MS: grace });
       const rec = recording();
       const alice = await node.client('alice', { createSocket: rec.factory });
       const seen = watch(alice);
@@ -147,7 +141,7 @@ describe.each([
 
 describe('requests while the connection drops', () => {
   it('fail with DISCONNECTED instead of hanging, in flight and while reconnecting', async () => {
-    t = await startTestNode(RELAXED);
+    const t = await startNode();
     const rec = recording();
     const alice = await t.client('alice', { createSocket: rec.factory, requestTimeoutMs: 20_000 });
     await alice.connect();
@@ -174,7 +168,7 @@ describe('requests while the connection drops', () => {
 
 describe('close codes that stop the client', () => {
   it('4003: kicked by a moderator, the client stops and does not reconnect', async () => {
-    t = await startTestNode(RELAXED);
+    const t = await startNode();
     const rec = recording();
     const alice = await t.client('alice', { createSocket: rec.factory });
     const seen = watch(alice);
@@ -193,7 +187,7 @@ describe('close codes that stop the client', () => {
   });
 
   it('4009: replaced by a newer session of the same participant, the client stops', async () => {
-    t = await startTestNode(RELAXED);
+    const t = await startNode();
     const rec = recording();
     const first = await t.client('alice', { createSocket: rec.factory });
     const seen = watch(first);
@@ -210,8 +204,7 @@ describe('close codes that stop the client', () => {
 
 describe('4001: token expired', () => {
   it('asks onTokenExpired for a fresh token, reconnects with it and resumes', { timeout: 15_000 }, async () => {
-    t = await startTestNode(RELAXED);
-    const node = t;
+    const node = await startNode();
     const rec = recording();
     let renewals = 0;
     let fresh = '';
@@ -242,7 +235,7 @@ describe('4001: token expired', () => {
   });
 
   it('stops with 4001 when no fresh token can be had', { timeout: 15_000 }, async () => {
-    t = await startTestNode(RELAXED);
+    const t = await startNode();
     const alice = await t.client('alice', { ttlSeconds: 1 });
     const seen = watch(alice);
     await alice.connect();
@@ -256,7 +249,7 @@ describe('a refused join', () => {
     'RATE_LIMITED on room.join: the client waits retryAfterMs and joins again, it does not give up',
     { timeout: 20_000 },
     async () => {
-      t = await startTestNode({ ...RELAXED, RATE_LIMIT_JOIN_MESSAGES: '2', RATE_LIMIT_JOIN_WINDOW_MS: '2000' });
+      const t = await startNode({ RATE_LIMIT_JOIN_MESSAGES: '2', RATE_LIMIT_JOIN_WINDOW_MS: '2000' });
       const rec = recording();
       const alice = await t.client('alice', { createSocket: rec.factory });
       const seen = watch(alice);
@@ -282,7 +275,7 @@ describe('a refused join', () => {
 
 describe('Retry-After', () => {
   it('429 on the upgrade: the next attempt waits at least Retry-After', { timeout: 20_000 }, async () => {
-    t = await startTestNode({ ...RELAXED, RATE_LIMIT_IP_CONNECTIONS: '4', RATE_LIMIT_IP_WINDOW_MS: '2000' });
+    const t = await startNode({ RATE_LIMIT_IP_CONNECTIONS: '4', RATE_LIMIT_IP_WINDOW_MS: '2000' });
     const rec = recording();
     const alice = await t.client('alice', { createSocket: rec.factory });
     const seen = watch(alice);
@@ -308,8 +301,7 @@ describe('Retry-After', () => {
   });
 
   it('503 while the node drains: the next attempt waits at least Retry-After', { timeout: 20_000 }, async () => {
-    t = await startTestNode({ ...RELAXED, DRAIN_TIMEOUT_MS: '2500' });
-    const node = t;
+    const node = await startNode({ DRAIN_TIMEOUT_MS: '2500' });
     const rec = recording();
     const alice = await node.client('alice', { createSocket: rec.factory });
     let draining: { deadline: number; reconnectAfterMs: number; at: number } | undefined;

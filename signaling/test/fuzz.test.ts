@@ -16,7 +16,8 @@ import { METHODS, durableEventSchemas, ephemeralEventSchemas } from '../src/prot
 import { TradingRoomClient } from '../client/index.js';
 import { nodeSocketFactory } from '../client/node.js';
 import { spawnNode, type ChildNode } from './support-issue3/child-node.js';
-import { CONTRACT_METHODS, expectedId, frameArb, type Frame } from './support-issue3/frames.js';
+import { CONTRACT_METHODS } from '../../test-support/contract.js';
+import { expectedId, frameArb, type Frame } from './support-issue3/frames.js';
 import { consecutiveBreak, deferred } from './support-issue3/util.js';
 
 const TOTAL_FRAMES = Number(process.env.FUZZ_FRAMES ?? 100_000);

@@ -4,20 +4,17 @@
  */
 import { SignJWT } from 'jose';
 import WebSocket from 'ws';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { RawSocket, TEST_SECRET, UpgradeRefused, startTestNode, type TestNode } from '../../test-support/harness.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  RawSocket,
+  TEST_SECRET,
+  type UpgradeRefused,
+  nodePerTest,
+  startTestNode,
+  type TestNode,
+} from '../../test-support/harness.js';
 import { GENEROUS_LIMITS, joinRaw } from './support/room-helpers.js';
-
-/** Opens a socket and returns the refusal; fails when the upgrade is accepted. */
-async function refusal(opening: Promise<unknown>): Promise<UpgradeRefused> {
-  try {
-    await opening;
-  } catch (error) {
-    if (error instanceof UpgradeRefused) return error;
-    throw error;
-  }
-  throw new Error('the upgrade was accepted');
-}
+import { refusal } from './support-issue3/util.js';
 
 function expectJsonError(refused: UpgradeRefused, status: number, code: string): void {
   expect(refused.status).toBe(status);
@@ -166,15 +163,10 @@ describe('Origin allow-list', () => {
 });
 
 describe('while the node drains', () => {
-  let t: TestNode | undefined;
-
-  afterEach(async () => {
-    await t?.close();
-    t = undefined;
-  });
+  const startNode = nodePerTest();
 
   it('refuses new upgrades with 503 + Retry-After and tells connected clients', async () => {
-    t = await startTestNode({ ...GENEROUS_LIMITS, DRAIN_TIMEOUT_MS: '10000' });
+    const t = await startNode({ ...GENEROUS_LIMITS, DRAIN_TIMEOUT_MS: '10000' });
     const { raw } = await joinRaw(t, 'stayer', { roomId: 'gw-drain' });
     void t.node.drain();
     const refused = await refusal(t.raw(await t.token('newcomer', { roomId: 'gw-drain' })));

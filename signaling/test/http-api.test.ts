@@ -1,6 +1,6 @@
 /** The HTTP side of the node's port: health probes and the admin API. */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, eventually, startTestNode, type TestNode } from '../../test-support/harness.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ADMIN_TOKEN, eventually, nodePerTest, startTestNode, type TestNode } from '../../test-support/harness.js';
 import { GENEROUS_LIMITS, http, joinRaw } from './support/room-helpers.js';
 
 const ADMIN = { Authorization: `Bearer ${ADMIN_TOKEN}` };
@@ -65,15 +65,10 @@ describe('health', () => {
 });
 
 describe('health while draining', () => {
-  let t: TestNode | undefined;
-
-  afterEach(async () => {
-    await t?.close();
-    t = undefined;
-  });
+  const startNode = nodePerTest();
 
   it('GET /health/ready turns 503 at once; live and startup stay 200', async () => {
-    t = await startTestNode({ ...GENEROUS_LIMITS, DRAIN_TIMEOUT_MS: '10000' });
+    const t = await startNode({ ...GENEROUS_LIMITS, DRAIN_TIMEOUT_MS: '10000' });
     await joinRaw(t, 'stayer', { roomId: 'drain-health' }); // keeps the drain from finishing
     expect((await http(t, '/health/ready')).status).toBe(200);
     void t.node.drain();

@@ -4,16 +4,10 @@
  * worker CPU and memory carry only the worker index as a label.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { opusRtpParameters, RtpSender, RtpSink } from '../../sfu/test/support/rtp.js';
-import { eventually, startTestNode, type TestNode } from '../../test-support/harness.js';
-import {
-  GENEROUS_LIMITS,
-  http,
-  joinRecording,
-  parsePrometheus,
-  sampleValue,
-  type Sample,
-} from './support/room-helpers.js';
+import { RtpSender, type RtpSink } from '../../sfu/test/support/rtp.js';
+import { eventually, type TestNode } from '../../test-support/harness.js';
+import { consumeToSink, publishOpus, startMediaNode } from './support/media-flow.js';
+import { http, joinRecording, parsePrometheus, sampleValue, type Sample } from './support/room-helpers.js';
 
 const ROOM = 'media-metrics-room-k4v';
 const SSRC = 41414141;
@@ -42,14 +36,7 @@ describe('media metrics in /metrics', () => {
   const sinks: RtpSink[] = [];
 
   beforeAll(async () => {
-    t = await startTestNode({
-      ...GENEROUS_LIMITS,
-      MEDIA_ENABLED: 'true',
-      SFU_PLAIN_TRANSPORTS: 'true',
-      RTC_BASE_PORT: '0',
-      MEDIASOUP_NUM_WORKERS: '2',
-    });
-    expect(t.node.media, 'media must be up').toBeDefined();
+    t = await startMediaNode();
     sender = new RtpSender(SSRC);
   });
 
@@ -76,26 +63,10 @@ describe('media metrics in /metrics', () => {
     const service = t.node.media?.service;
     if (!service) throw new Error('no media');
     const presenter = await joinRecording(t, 'metrics-presenter', { roomId: ROOM, role: 'presenter' });
-    const publish = await presenter.client.request('sfu.createPlainTransport', { direction: 'send', comedia: true });
-    const { producerId } = await presenter.client.request('sfu.produce', {
-      transportId: publish.transportId,
-      kind: 'audio',
-      source: 'microphone',
-      rtpParameters: opusRtpParameters(SSRC) as never,
-    });
-    sender.start(publish.ip, publish.port);
+    const { producerId } = await publishOpus(presenter, sender);
     for (let i = 0; i < TRADERS; i++) {
       const trader = await joinRecording(t, `metrics-trader-${i}`, { roomId: ROOM });
-      const sink = await RtpSink.open();
-      sinks.push(sink);
-      const { transportId } = await trader.client.request('sfu.createPlainTransport', { direction: 'recv' });
-      await trader.client.request('sfu.connectPlainTransport', { transportId, ip: '127.0.0.1', port: sink.port });
-      const { consumerId } = await trader.client.request('sfu.consume', {
-        transportId,
-        producerId,
-        rtpCapabilities: trader.join.routerRtpCapabilities as never,
-      });
-      await trader.client.request('sfu.resumeConsumer', { consumerId });
+      await consumeToSink(trader, producerId, sinks);
     }
     await eventually(() => sinks.every((s) => s.received >= 10), 5000, 'RTP at the sinks');
 

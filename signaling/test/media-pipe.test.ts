@@ -4,9 +4,10 @@
  * receives the presenter's RTP.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { opusRtpParameters, RtpSender, RtpSink } from '../../sfu/test/support/rtp.js';
-import { eventually, startTestNode, type TestNode } from '../../test-support/harness.js';
-import { GENEROUS_LIMITS, joinRecording, type RecordingClient } from './support/room-helpers.js';
+import { RtpSender, type RtpSink } from '../../sfu/test/support/rtp.js';
+import { eventually, type TestNode } from '../../test-support/harness.js';
+import { consumeToSink, publishOpus, startMediaNode } from './support/media-flow.js';
+import { joinRecording, type RecordingClient } from './support/room-helpers.js';
 
 const ROOM = 'media-pipe-room';
 const SSRC = 12121212;
@@ -20,15 +21,7 @@ describe('a room spread over two workers by the consumer budget', () => {
   const sinks: RtpSink[] = [];
 
   beforeAll(async () => {
-    t = await startTestNode({
-      ...GENEROUS_LIMITS,
-      MEDIA_ENABLED: 'true',
-      SFU_PLAIN_TRANSPORTS: 'true',
-      RTC_BASE_PORT: '0',
-      MEDIASOUP_NUM_WORKERS: '2',
-      SFU_CONSUMER_BUDGET: '3',
-    });
-    expect(t.node.media, 'media must be up').toBeDefined();
+    t = await startMediaNode({ SFU_CONSUMER_BUDGET: '3' });
     presenter = await joinRecording(t, 'pipe-presenter', { roomId: ROOM, role: 'presenter' });
     traders = await Promise.all(
       Array.from({ length: TRADERS }, (_, i) => joinRecording(t, `pipe-trader-${i}`, { roomId: ROOM })),
@@ -47,14 +40,7 @@ describe('a room spread over two workers by the consumer budget', () => {
     if (!media) throw new Error('no media');
     expect(media.roomInfo(ROOM)?.routerWorkers).toHaveLength(1);
 
-    const publish = await presenter.client.request('sfu.createPlainTransport', { direction: 'send', comedia: true });
-    const { producerId } = await presenter.client.request('sfu.produce', {
-      transportId: publish.transportId,
-      kind: 'audio',
-      source: 'microphone',
-      rtpParameters: opusRtpParameters(SSRC) as never,
-    });
-    sender.start(publish.ip, publish.port);
+    const { producerId } = await publishOpus(presenter, sender);
     await eventually(
       () => traders.every((c) => c.notifications.some((n) => n.event === 'producer.added')),
       5000,
@@ -62,18 +48,7 @@ describe('a room spread over two workers by the consumer budget', () => {
     );
 
     // One after another, as viewers arrive: each fills the budget of the router it lands on.
-    for (const trader of traders) {
-      const sink = await RtpSink.open();
-      sinks.push(sink);
-      const { transportId } = await trader.client.request('sfu.createPlainTransport', { direction: 'recv' });
-      await trader.client.request('sfu.connectPlainTransport', { transportId, ip: '127.0.0.1', port: sink.port });
-      const { consumerId } = await trader.client.request('sfu.consume', {
-        transportId,
-        producerId,
-        rtpCapabilities: trader.join.routerRtpCapabilities as never,
-      });
-      await trader.client.request('sfu.resumeConsumer', { consumerId });
-    }
+    for (const trader of traders) await consumeToSink(trader, producerId, sinks);
 
     const info = media.roomInfo(ROOM);
     // 10 viewers at 3 per router: 4 routers, spread over both workers (two each).

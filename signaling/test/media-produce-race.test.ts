@@ -5,8 +5,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { opusRtpParameters } from '../../sfu/test/support/rtp.js';
-import { eventually, startTestNode, type TestNode } from '../../test-support/harness.js';
-import { GENEROUS_LIMITS, joinRecording } from './support/room-helpers.js';
+import { eventually, type TestNode } from '../../test-support/harness.js';
+import { startMediaNode } from './support/media-flow.js';
+import { joinRecording } from './support/room-helpers.js';
 
 const ROOM = 'media-produce-race';
 const ROUNDS = 12;
@@ -15,16 +16,8 @@ describe('sfu.produce racing its owner’s departure', () => {
   let t: TestNode;
 
   beforeAll(async () => {
-    t = await startTestNode({
-      ...GENEROUS_LIMITS,
-      MEDIA_ENABLED: 'true',
-      SFU_PLAIN_TRANSPORTS: 'true',
-      RTC_BASE_PORT: '0',
-      MEDIASOUP_NUM_WORKERS: '2',
-      // One viewer per router: the room has two routers, so each producer is piped while produced.
-      SFU_CONSUMER_BUDGET: '1',
-    });
-    expect(t.node.media, 'media must be up').toBeDefined();
+    // One viewer per router: the room has two routers, so each producer is piped while produced.
+    t = await startMediaNode({ SFU_CONSUMER_BUDGET: '1' });
   });
 
   afterAll(async () => {

@@ -6,21 +6,15 @@
  * unknown ids, moderation (mute, pause someone else's producer, demotion) and leaving.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { opusRtpParameters, RtpSender, RtpSink } from '../../sfu/test/support/rtp.js';
-import { eventually, startTestNode, type TestNode } from '../../test-support/harness.js';
+import { RtpSender, RtpSink } from '../../sfu/test/support/rtp.js';
+import { eventually, type TestNode } from '../../test-support/harness.js';
 import type { EventData, EventName, Notification } from '../client/index.js';
-import { GENEROUS_LIMITS, joinRecording, type RecordingClient } from './support/room-helpers.js';
+import { consumeToSink, produceOpus, publishOpus, startMediaNode, type PlainTransport } from './support/media-flow.js';
+import { joinRecording, type RecordingClient } from './support/room-helpers.js';
 
 const ROOM = 'media-methods-room';
 const MIC_SSRC = 11111111;
 const SECOND_SSRC = 33333333;
-const MEDIA_ENV = {
-  ...GENEROUS_LIMITS,
-  MEDIA_ENABLED: 'true',
-  SFU_PLAIN_TRANSPORTS: 'true',
-  RTC_BASE_PORT: '0',
-  MEDIASOUP_NUM_WORKERS: '2',
-};
 /** Schema-valid ids nobody issued. */
 const UNKNOWN_ID = 'no-such-id-0000';
 const VP8_RTP_PARAMETERS = {
@@ -58,6 +52,18 @@ async function rejectsWith(request: Promise<unknown>, code: string): Promise<voi
   await expect(request).rejects.toMatchObject({ code });
 }
 
+/** Each named request with the code it failed with, or 'ok'. */
+function codesOf(cases: readonly [string, Promise<unknown>][]): Promise<[string, string][]> {
+  return Promise.all(
+    cases.map(([name, p]) =>
+      p.then(
+        (): [string, string] => [name, 'ok'],
+        (e: { code: string }): [string, string] => [name, e.code],
+      ),
+    ),
+  );
+}
+
 /** Waits until every sink received `by` more packets than now. */
 async function flowsTo(sinks: readonly RtpSink[], by = 5): Promise<void> {
   const start = sinks.map((s) => s.received);
@@ -86,22 +92,17 @@ describe('sfu.* through the signaling server', () => {
   let traders: RecordingClient[];
   let everyone: RecordingClient[];
   let sender: RtpSender;
-  let publish: { transportId: string; ip: string; port: number; rtcpPort?: number | undefined };
+  let publish: PlainTransport;
   let micId: string;
   let viewers: Viewer[];
   const sinks: RtpSink[] = [];
 
   const request = (c: RecordingClient) => c.client.request.bind(c.client);
 
-  async function openSink(): Promise<RtpSink> {
-    const sink = await RtpSink.open();
-    sinks.push(sink);
-    return sink;
-  }
-
   /** A trader's plain recv transport connected to a new sink, and a (paused) consumer of `producerId`. */
   async function plainViewer(c: RecordingClient, producerId: string): Promise<Viewer> {
-    const sink = await openSink();
+    const sink = await RtpSink.open();
+    sinks.push(sink);
     const { transportId } = await request(c)('sfu.createPlainTransport', { direction: 'recv' });
     expect(await request(c)('sfu.connectPlainTransport', { transportId, ip: '127.0.0.1', port: sink.port })).toEqual(
       {},
@@ -116,8 +117,7 @@ describe('sfu.* through the signaling server', () => {
   }
 
   beforeAll(async () => {
-    t = await startTestNode(MEDIA_ENV);
-    expect(t.node.media, 'media must be up').toBeDefined();
+    t = await startMediaNode();
     presenter = await joinRecording(t, 'mm-presenter', { roomId: ROOM, role: 'presenter' });
     moderator = await joinRecording(t, 'mm-moderator', { roomId: ROOM, role: 'moderator' });
     traders = [];
@@ -135,16 +135,9 @@ describe('sfu.* through the signaling server', () => {
 
   it('a presenter publishes opus over a comedia plain transport; everyone gets producer.added', async () => {
     expect(presenter.join.routerRtpCapabilities).toMatchObject({ codecs: expect.any(Array) });
-    publish = await request(presenter)('sfu.createPlainTransport', { direction: 'send', comedia: true });
+    ({ producerId: micId, transport: publish } = await publishOpus(presenter, sender));
     expect(publish).toMatchObject({ transportId: expect.any(String), ip: '127.0.0.1', port: expect.any(Number) });
     expect(publish.rtcpPort).toBeUndefined(); // rtcpMux defaults to true
-    ({ producerId: micId } = await request(presenter)('sfu.produce', {
-      transportId: publish.transportId,
-      kind: 'audio',
-      source: 'microphone',
-      rtpParameters: opusRtpParameters(MIC_SSRC) as never,
-    }));
-    sender.start(publish.ip, publish.port);
 
     for (const c of everyone) {
       const added = await waitEvent(c, 'producer.added', (d) => d.producerId === micId);
@@ -172,15 +165,7 @@ describe('sfu.* through the signaling server', () => {
 
   it('traders may not publish: sfu.produce, plain and WebRTC send transports are FORBIDDEN', async () => {
     const trader = traders[0] as RecordingClient;
-    await rejectsWith(
-      request(trader)('sfu.produce', {
-        transportId: publish.transportId,
-        kind: 'audio',
-        source: 'microphone',
-        rtpParameters: opusRtpParameters(MIC_SSRC) as never,
-      }),
-      'FORBIDDEN',
-    );
+    await rejectsWith(produceOpus(trader, publish.transportId, MIC_SSRC), 'FORBIDDEN');
     await rejectsWith(request(trader)('sfu.createPlainTransport', { direction: 'send', comedia: true }), 'FORBIDDEN');
     await rejectsWith(request(trader)('sfu.createTransport', { direction: 'send' }), 'FORBIDDEN');
     expect(t.node.media?.service.roomInfo(ROOM)).toMatchObject({ transports: 1, producers: 1 });
@@ -323,15 +308,7 @@ describe('sfu.* through the signaling server', () => {
 
     // Parameters mediasoup rejects: a kind that does not fit the source, producing on a recv
     // transport, consuming on a send transport, capabilities without the codec.
-    await rejectsWith(
-      request(presenter)('sfu.produce', {
-        transportId: webrtcSendId,
-        kind: 'audio',
-        source: 'camera',
-        rtpParameters: opusRtpParameters(44444444) as never,
-      }),
-      'BAD_REQUEST',
-    );
+    await rejectsWith(produceOpus(presenter, webrtcSendId, 44444444, 'camera'), 'BAD_REQUEST');
     await rejectsWith(
       request(trader)('sfu.consume', {
         transportId: webrtcRecvId,
@@ -384,15 +361,7 @@ describe('sfu.* through the signaling server', () => {
         request(c)('sfu.connectPlainTransport', { transportId: UNKNOWN_ID, ip: '127.0.0.1', port: 9 }),
       ],
       ['restartIce', request(c)('sfu.restartIce', { transportId: UNKNOWN_ID })],
-      [
-        'produce',
-        request(presenter)('sfu.produce', {
-          transportId: UNKNOWN_ID,
-          kind: 'audio',
-          source: 'microphone',
-          rtpParameters: opusRtpParameters(MIC_SSRC) as never,
-        }),
-      ],
+      ['produce', produceOpus(presenter, UNKNOWN_ID, MIC_SSRC)],
       [
         'consume (transport)',
         request(c)('sfu.consume', { transportId: UNKNOWN_ID, producerId: micId, rtpCapabilities: caps }),
@@ -408,15 +377,7 @@ describe('sfu.* through the signaling server', () => {
       ['closeProducer', request(presenter)('sfu.closeProducer', { producerId: UNKNOWN_ID })],
       ['pauseProducer (moderator)', request(moderator)('sfu.pauseProducer', { producerId: UNKNOWN_ID })],
     ];
-    const codes = await Promise.all(
-      cases.map(([name, p]) =>
-        p.then(
-          () => [name, 'ok'],
-          (e: { code: string }) => [name, e.code],
-        ),
-      ),
-    );
-    expect(codes).toEqual(cases.map(([name]) => [name, 'NOT_FOUND']));
+    expect(await codesOf(cases)).toEqual(cases.map(([name]) => [name, 'NOT_FOUND']));
   });
 
   it('someone else’s transport or consumer is FORBIDDEN', async () => {
@@ -446,25 +407,9 @@ describe('sfu.* through the signaling server', () => {
         'setConsumerLayers',
         request(other)('sfu.setConsumerLayers', { consumerId: ownerViewer.consumerId, spatialLayer: 0 }),
       ],
-      [
-        'produce on the presenter’s transport (moderator)',
-        request(moderator)('sfu.produce', {
-          transportId: publish.transportId,
-          kind: 'audio',
-          source: 'microphone',
-          rtpParameters: opusRtpParameters(55555555) as never,
-        }),
-      ],
+      ['produce on the presenter’s transport (moderator)', produceOpus(moderator, publish.transportId, 55555555)],
     ];
-    const codes = await Promise.all(
-      cases.map(([name, p]) =>
-        p.then(
-          () => [name, 'ok'],
-          (e: { code: string }) => [name, e.code],
-        ),
-      ),
-    );
-    expect(codes).toEqual(cases.map(([name]) => [name, 'FORBIDDEN']));
+    expect(await codesOf(cases)).toEqual(cases.map(([name]) => [name, 'FORBIDDEN']));
     // The owner's flow is untouched.
     expect(owner.join.participantId).not.toBe(other.join.participantId);
     await flowsTo([ownerViewer.sink]);
@@ -529,25 +474,10 @@ describe('sfu.* through the signaling server', () => {
     const guest = await joinRecording(t, 'mm-guest-presenter', { roomId: ROOM, role: 'presenter' });
     const guestSender = new RtpSender(SECOND_SSRC);
     try {
-      const transport = await request(guest)('sfu.createPlainTransport', { direction: 'send', comedia: true });
-      const { producerId } = await request(guest)('sfu.produce', {
-        transportId: transport.transportId,
-        kind: 'audio',
-        source: 'screen-audio',
-        rtpParameters: opusRtpParameters(SECOND_SSRC) as never,
-      });
-      guestSender.start(transport.ip, transport.port);
+      const { producerId } = await publishOpus(guest, guestSender, 'screen-audio');
       const trader = traders[1] as RecordingClient;
       await waitEvent(trader, 'producer.added', (d) => d.producerId === producerId);
-      const { transportId } = await request(trader)('sfu.createPlainTransport', { direction: 'recv' });
-      const sink = await openSink();
-      await request(trader)('sfu.connectPlainTransport', { transportId, ip: '127.0.0.1', port: sink.port });
-      const { consumerId } = await request(trader)('sfu.consume', {
-        transportId,
-        producerId,
-        rtpCapabilities: trader.join.routerRtpCapabilities as never,
-      });
-      await request(trader)('sfu.resumeConsumer', { consumerId });
+      const { sink, consumerId } = await consumeToSink(trader, producerId, sinks);
       await flowsTo([sink]);
 
       expect(await guest.client.request('room.leave', {})).toEqual({});
@@ -568,22 +498,9 @@ describe('sfu.* through the signaling server', () => {
 
   it('moderation.setRole demoting the presenter closes its producers at once (producer.removed)', async () => {
     // Publish the microphone again on the same comedia transport (the sender never stopped).
-    const { producerId } = await request(presenter)('sfu.produce', {
-      transportId: publish.transportId,
-      kind: 'audio',
-      source: 'microphone',
-      rtpParameters: opusRtpParameters(MIC_SSRC) as never,
-    });
+    const { producerId } = await produceOpus(presenter, publish.transportId, MIC_SSRC);
     const trader = traders[2] as RecordingClient;
-    const sink = await openSink();
-    const { transportId } = await request(trader)('sfu.createPlainTransport', { direction: 'recv' });
-    await request(trader)('sfu.connectPlainTransport', { transportId, ip: '127.0.0.1', port: sink.port });
-    const { consumerId } = await request(trader)('sfu.consume', {
-      transportId,
-      producerId,
-      rtpCapabilities: trader.join.routerRtpCapabilities as never,
-    });
-    await request(trader)('sfu.resumeConsumer', { consumerId });
+    const { sink, consumerId } = await consumeToSink(trader, producerId, sinks);
     await flowsTo([sink]);
 
     expect(
@@ -603,15 +520,7 @@ describe('sfu.* through the signaling server', () => {
     await staysQuiet([sink], sender);
 
     // A trader now: no more publishing, nor a new send transport.
-    await rejectsWith(
-      request(presenter)('sfu.produce', {
-        transportId: publish.transportId,
-        kind: 'audio',
-        source: 'microphone',
-        rtpParameters: opusRtpParameters(MIC_SSRC) as never,
-      }),
-      'FORBIDDEN',
-    );
+    await rejectsWith(produceOpus(presenter, publish.transportId, MIC_SSRC), 'FORBIDDEN');
     await rejectsWith(request(presenter)('sfu.createPlainTransport', { direction: 'send' }), 'FORBIDDEN');
   });
 });
@@ -620,7 +529,7 @@ describe('sfu.* with SFU_PLAIN_TRANSPORTS off', () => {
   let t: TestNode;
 
   beforeAll(async () => {
-    t = await startTestNode({ ...MEDIA_ENV, SFU_PLAIN_TRANSPORTS: 'false', MEDIASOUP_NUM_WORKERS: '1' });
+    t = await startMediaNode({ SFU_PLAIN_TRANSPORTS: 'false', MEDIASOUP_NUM_WORKERS: '1' });
   });
 
   afterAll(async () => {

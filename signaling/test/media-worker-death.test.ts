@@ -5,10 +5,11 @@
  * and the affected room recovers through the usual calls.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { opusRtpParameters, RtpSender, RtpSink } from '../../sfu/test/support/rtp.js';
-import { eventually, startTestNode, type TestNode } from '../../test-support/harness.js';
+import { RtpSender, type RtpSink } from '../../sfu/test/support/rtp.js';
+import { eventually, type TestNode } from '../../test-support/harness.js';
 import type { EventData, EventName } from '../client/index.js';
-import { GENEROUS_LIMITS, joinRecording, type RecordingClient } from './support/room-helpers.js';
+import { consumeToSink, publishOpus, startMediaNode } from './support/media-flow.js';
+import { joinRecording, type RecordingClient } from './support/room-helpers.js';
 
 const HIT = 'media-death-hit';
 const SAFE = 'media-death-safe';
@@ -68,47 +69,24 @@ describe('worker death under a live room', () => {
     trader: RecordingClient,
     ssrc: number,
   ): Promise<Flow> {
-    const publish = await presenter.client.request('sfu.createPlainTransport', { direction: 'send', comedia: true });
-    const { producerId } = await presenter.client.request('sfu.produce', {
-      transportId: publish.transportId,
-      kind: 'audio',
-      source: 'microphone',
-      rtpParameters: opusRtpParameters(ssrc) as never,
-    });
     const sender = new RtpSender(ssrc);
     senders.push(sender);
-    sender.start(publish.ip, publish.port);
+    const { producerId, transport } = await publishOpus(presenter, sender);
     const flow = await consumeFlow(trader, producerId);
-    return { presenter, trader, sender, producerId, sendTransportId: publish.transportId, ...flow };
+    return { presenter, trader, sender, producerId, sendTransportId: transport.transportId, ...flow };
   }
 
   async function consumeFlow(
     trader: RecordingClient,
     producerId: string,
   ): Promise<{ sink: RtpSink; recvTransportId: string; consumerId: string }> {
-    const sink = await RtpSink.open();
-    sinks.push(sink);
-    const { transportId } = await trader.client.request('sfu.createPlainTransport', { direction: 'recv' });
-    await trader.client.request('sfu.connectPlainTransport', { transportId, ip: '127.0.0.1', port: sink.port });
-    const { consumerId } = await trader.client.request('sfu.consume', {
-      transportId,
-      producerId,
-      rtpCapabilities: trader.join.routerRtpCapabilities as never,
-    });
-    await trader.client.request('sfu.resumeConsumer', { consumerId });
+    const { sink, transportId, consumerId } = await consumeToSink(trader, producerId, sinks);
     await eventually(() => sink.received >= 5, 5000, 'RTP at the sink');
     return { sink, recvTransportId: transportId, consumerId };
   }
 
   beforeAll(async () => {
-    t = await startTestNode({
-      ...GENEROUS_LIMITS,
-      MEDIA_ENABLED: 'true',
-      SFU_PLAIN_TRANSPORTS: 'true',
-      RTC_BASE_PORT: '0',
-      MEDIASOUP_NUM_WORKERS: '2',
-    });
-    expect(t.node.media, 'media must be up').toBeDefined();
+    t = await startMediaNode();
   });
 
   afterAll(async () => {
@@ -221,17 +199,7 @@ describe('worker death under a live room', () => {
       expect(stalled - hitReceived).toBeLessThan(10);
 
       // Recovery: the presenter re-publishes on a new transport, the trader consumes again.
-      const republish = await hitPresenter.client.request('sfu.createPlainTransport', {
-        direction: 'send',
-        comedia: true,
-      });
-      const { producerId } = await hitPresenter.client.request('sfu.produce', {
-        transportId: republish.transportId,
-        kind: 'audio',
-        source: 'microphone',
-        rtpParameters: opusRtpParameters(31313131) as never,
-      });
-      hit.sender.start(republish.ip, republish.port);
+      const { producerId } = await publishOpus(hitPresenter, hit.sender);
       await eventually(
         () => has(hitTrader, 'producer.added', (d) => d.producerId === producerId),
         5000,

@@ -4,17 +4,11 @@
  * upgrade, 1008 for a client that keeps going, the per-user connection cap and the Origin
  * allow-list. Every number comes from the environment.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
 import { RateLimits } from '../src/rate-limits.js';
-import { eventually, startTestNode, type RawSocket, type TestNode } from '../../test-support/harness.js';
+import { eventually, nodePerTest, type RawSocket, type TestNode } from '../../test-support/harness.js';
 import { refusal, sleep } from './support-issue3/util.js';
-
-let t: TestNode | undefined;
-afterEach(async () => {
-  await t?.close();
-  t = undefined;
-});
 
 /** High limits everywhere except those a test sets. */
 const RELAXED = {
@@ -26,10 +20,7 @@ const RELAXED = {
   RATE_LIMIT_JOIN_MESSAGES: '1000',
 };
 
-async function node(env: Record<string, string>): Promise<TestNode> {
-  t = await startTestNode({ ...RELAXED, ...env });
-  return t;
-}
+const node = nodePerTest(RELAXED);
 
 async function joinedRaw(
   n: TestNode,

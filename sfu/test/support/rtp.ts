@@ -68,6 +68,11 @@ export class RtpSender {
     this.#level = level;
   }
 
+  /** The SSRC of every packet it sends. */
+  get ssrc(): number {
+    return this.#ssrc;
+  }
+
   /** Starts sending to `ip:port`. */
   start(ip: string, port: number): void {
     this.stop();

@@ -5,31 +5,7 @@
  * answer, so a test can check every answer.
  */
 import fc from 'fast-check';
-
-/** The methods of PROTOCOL.md (the contract, independent of the implementation's registry). */
-export const CONTRACT_METHODS = [
-  'room.join',
-  'room.leave',
-  'session.refresh',
-  'chat.send',
-  'alert.publish',
-  'moderation.kick',
-  'moderation.mute',
-  'moderation.setRole',
-  'sfu.createTransport',
-  'sfu.connectTransport',
-  'sfu.produce',
-  'sfu.consume',
-  'sfu.resumeConsumer',
-  'sfu.pauseProducer',
-  'sfu.resumeProducer',
-  'sfu.closeProducer',
-  'sfu.setConsumerLayers',
-  'sfu.restartIce',
-  'sfu.createPlainTransport',
-  'sfu.connectPlainTransport',
-  'ping',
-] as const;
+import { CONTRACT_METHODS, type ContractMethod } from '../../../test-support/contract.js';
 
 export type FrameKind =
   /** A request valid by the contract: ok, or a refusal that is not about its form. */
@@ -186,7 +162,7 @@ const rtpCapabilities = fc.record(
 );
 
 /** Valid `data` for every contract method. */
-const VALID_DATA: Record<(typeof CONTRACT_METHODS)[number], fc.Arbitrary<Record<string, unknown>>> = {
+const VALID_DATA: Record<ContractMethod, fc.Arbitrary<Record<string, unknown>>> = {
   'room.join': fc.record(
     {
       displayName: fc.string({ minLength: 1, maxLength: 60 }).filter((s) => s.trim().length > 0),

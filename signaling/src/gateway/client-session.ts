@@ -55,7 +55,7 @@ export class ClientSession {
   #expiresAtMs: number;
   readonly #ws: WebSocket;
   readonly #services: SessionServices;
-  readonly #log: Logger;
+  #childLog: Logger | undefined;
   #queue: Promise<void> = Promise.resolve();
   #queued = 0;
   #paused = false;
@@ -73,7 +73,6 @@ export class ClientSession {
     this.tokenName = claims.name;
     this.ip = ip;
     this.#expiresAtMs = claims.expiresAtMs;
-    this.#log = services.log.child({ connectionId: this.connectionId, userId: this.userId, roomId: this.roomId });
     this.#armExpiry();
     ws.on('message', (data, isBinary) => this.#enqueue(data, isBinary));
     ws.on('pong', () => {
@@ -81,6 +80,16 @@ export class ClientSession {
     });
     ws.on('error', (error) => this.#log.debug({ err: error }, 'socket error'));
     ws.on('close', (code) => this.#onClose(code));
+  }
+
+  /** Made on first use: most connections never log, and a child logger per socket costs memory. */
+  get #log(): Logger {
+    this.#childLog ??= this.#services.log.child({
+      connectionId: this.connectionId,
+      userId: this.userId,
+      roomId: this.roomId,
+    });
+    return this.#childLog;
   }
 
   get closed(): boolean {
@@ -189,6 +198,9 @@ export class ClientSession {
       this.#ws.pause();
     }
     this.#queue = this.#queue
+      // With more frames queued behind this one, let other sockets take their turn first: one
+      // connection's burst must not hold the event loop for everyone else.
+      .then(() => (this.#queued > 1 ? yieldTurn() : undefined))
       .then(() => this.#process(data, isBinary))
       .catch((error: unknown) => this.#log.error({ err: error }, 'frame processing failed'))
       .finally(() => {
@@ -322,6 +334,10 @@ export class ClientSession {
     });
     this.#log.debug({ code }, 'connection closed');
   }
+}
+
+function yieldTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 function rawText(data: RawData): string {

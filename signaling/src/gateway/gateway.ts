@@ -13,6 +13,9 @@ import { TokenError, type AccessClaims } from '../auth/tokens.js';
 import { ClientSession, type SessionServices } from './client-session.js';
 import { ClientIpResolver } from './client-ip.js';
 
+/** A listener that captures nothing: the socket outlives the upgrade request it came with. */
+const ignore = (): void => {};
+
 type Refuse = (status: number, code: HttpErrorCode, message: string, retryAfterS?: number) => void;
 
 export class Gateway {
@@ -50,7 +53,7 @@ export class Gateway {
 
   /** The `upgrade` handler of the node's HTTP server. */
   handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
-    socket.on('error', () => {});
+    socket.on('error', ignore);
     const refuse: Refuse = (status, code, message, retryAfterS) =>
       this.#refuse(socket, status, code, message, retryAfterS);
     this.#admit(request, refuse).then(

@@ -71,6 +71,20 @@ describe('demo page in a real browser', () => {
       .toBeGreaterThan(0);
     await expect.poll(() => framesDecoded(trader), { timeout: 10_000, interval: 500 }).toBeGreaterThan(first + 10);
 
+    // Simulcast: the trader is told which layers it gets, and can ask for the lowest one.
+    type Layers = { spatialLayer: number; temporalLayer: number };
+    const layerEvents = (): Promise<Layers[]> =>
+      trader.evaluate(() => (window as unknown as { tradingRoom: { layerEvents: Layers[] } }).tradingRoom.layerEvents);
+    await expect
+      .poll(async () => Math.max(-1, ...(await layerEvents()).map((l) => l.spatialLayer)), { timeout: 15_000 })
+      .toBeGreaterThan(0);
+    await trader.evaluate(() =>
+      (
+        window as unknown as { tradingRoom: { preferSpatialLayer(n: number): Promise<void> } }
+      ).tradingRoom.preferSpatialLayer(0),
+    );
+    await expect.poll(async () => (await layerEvents()).at(-1)?.spatialLayer, { timeout: 15_000 }).toBe(0);
+
     await trader.fill('#chat-form input[name=text]', 'hello from the trader');
     await trader.click('#chat-form button');
     await presenter.waitForSelector('#chat li:has-text("hello from the trader")', { timeout: 5000 });

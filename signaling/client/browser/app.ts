@@ -9,6 +9,13 @@ import { TradingRoomClient, type EventData, type JoinResult } from '../index.js'
 
 type Source = 'camera' | 'microphone' | 'screen' | 'screen-audio';
 
+const SIMULCAST = [
+  { scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  { scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
+];
+const layerEvents: EventData<'consumer.layersChanged'>[] = [];
+
 const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
 const token = new URLSearchParams(location.search).get('token') ?? '';
 const client = new TradingRoomClient({
@@ -37,7 +44,11 @@ function item(list: string, text: string, className = ''): void {
   ul.scrollTop = ul.scrollHeight;
 }
 
+/** Set once the room is large: from then on `participant.count` is the only exact count. */
+let largeRoomCount: number | undefined;
+
 function renderParticipants(): void {
+  $('count').textContent = `${largeRoomCount ?? participants.size} in the room`;
   const ul = $('participants');
   ul.replaceChildren();
   for (const [id, p] of participants) item('participants', `${p.name} (${p.role})${id === selfId ? ' — you' : ''}`);
@@ -64,7 +75,11 @@ client.onEvent('participant.updated', ({ participant }) => {
   renderParticipants();
   if (participant.participantId === selfId) showPublishing(participant.role);
 });
-client.onEvent('participant.count', ({ count }) => ($('count').textContent = `${count} in the room`));
+client.onEvent('consumer.layersChanged', (layers) => layerEvents.push(layers));
+client.onEvent('participant.count', ({ count }) => {
+  largeRoomCount = count;
+  renderParticipants();
+});
 client.onEvent('chat.message', (m) => item('chat', `${m.from.name}: ${m.text}`));
 client.onEvent('alert.published', (a) => addAlert(a));
 client.onEvent('producer.added', (p) => {
@@ -105,7 +120,7 @@ async function onJoined(join: JoinResult): Promise<void> {
   $('who').textContent = `${join.roomId} · ${join.role}`;
   participants.clear();
   for (const p of join.participants) participants.set(p.participantId, p);
-  $('count').textContent = `${join.participantCount} in the room`;
+  largeRoomCount = join.participantCount > join.participants.length ? join.participantCount : undefined;
   renderParticipants();
   showPublishing(join.role);
   // Media state does not survive a fresh join: start over.
@@ -195,12 +210,17 @@ async function share(source: Source): Promise<void> {
     source === 'screen'
       ? await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false })
       : await navigator.mediaDevices.getUserMedia(
-          source === 'camera' ? { video: { width: 640, height: 480 } } : { audio: true },
+          source === 'camera' ? { video: { width: 960, height: 540 } } : { audio: true },
         );
   const track = stream.getTracks()[0];
   if (!track) throw new Error('no track');
   sendTransport ??= await createTransport('send');
-  const producer = await sendTransport.produce({ track, appData: { source } });
+  // Video goes out as three simulcast layers, so each viewer gets what its link and screen take.
+  const producer = await sendTransport.produce({
+    track,
+    appData: { source },
+    ...(track.kind === 'video' ? { encodings: SIMULCAST } : {}),
+  });
   producers.set(source, producer);
   if (track.kind === 'video') {
     const preview = document.createElement('video');
@@ -253,6 +273,15 @@ $<HTMLFormElement>('alert-form').onsubmit = (event) => {
 /** Hooks for automated checks: the page's client and inbound video statistics. */
 const hooks = {
   client,
+  /** `consumer.layersChanged` notifications received, oldest first. */
+  layerEvents,
+  /** Asks for a spatial layer on every video consumer. */
+  async preferSpatialLayer(spatialLayer: number): Promise<void> {
+    for (const { consumer } of consumers.values()) {
+      if (consumer.kind === 'video')
+        await client.request('sfu.setConsumerLayers', { consumerId: consumer.id, spatialLayer });
+    }
+  },
   /** The largest `framesDecoded` among receiving video consumers (probation receivers read 0). */
   async framesDecoded(): Promise<number> {
     let best = 0;

@@ -17,11 +17,12 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { closeAll, type Identity } from './lib/clients.js';
 import { pinSelf, ROOT, startRedis, type RedisProcess, type ServerProcess } from './lib/processes.js';
-import { table, verdict, writeReport } from './lib/report.js';
+import { median, table, verdict, writeReport } from './lib/report.js';
 import {
   bareTarget,
   chatText,
   identities,
+  interleavedRounds,
   measureMemoryAfterGc,
   measureThroughput,
   presenterOf,
@@ -30,6 +31,7 @@ import {
   start,
   tradingRoomTarget,
   type GcMemory,
+  type InterleavedRounds,
   type RoomSetup,
   type Target,
   type Throughput,
@@ -66,7 +68,6 @@ interface Live {
   readonly server: ServerProcess;
   readonly setup: RoomSetup;
   readonly gc: GcMemory;
-  readonly rounds: Throughput[];
 }
 
 interface Summary {
@@ -95,13 +96,6 @@ interface Summary {
 
 const kib = (bytes: number): string => (bytes / 1024).toFixed(1);
 
-const median = (values: readonly number[]): number => {
-  const v = values.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (v.length === 0) return Number.NaN;
-  const mid = Math.floor(v.length / 2);
-  return v.length % 2 ? (v[mid] as number) : ((v[mid - 1] as number) + (v[mid] as number)) / 2;
-};
-
 async function setUp(
   target: Target,
   warmIds: readonly Identity[],
@@ -115,7 +109,7 @@ async function setUp(
   const server = await start(target, nodeArgs);
   try {
     const setup = await setupRoom(target, server, warmIds, roomIds);
-    return { target, server, setup, gc, rounds: [] };
+    return { target, server, setup, gc };
   } catch (error) {
     process.stderr.write(`${target.name} failed; server output:\n${server.tail()}\n`);
     await server.stop();
@@ -129,13 +123,15 @@ async function tearDown(live: Live): Promise<void> {
   await live.server.stop();
 }
 
-function summarize(lives: readonly Live[]): Summary[] {
+/** Summaries over the rounds that count. */
+function summarize(lives: readonly Live[], measured: InterleavedRounds<Live>): Summary[] {
   const bare = lives.find((l) => l.target.name === 'bare-ws');
+  const bareRounds = bare ? measured.counted(bare) : [];
   return lives.map((live) => {
-    const r = live.rounds;
+    const r = measured.counted(live);
     const dps = r.map((t) => t.deliveriesPerSecond);
     const pairs = (pick: (t: Throughput) => number): number =>
-      bare ? median(r.map((t, i) => pick(t) / pick(bare.rounds[i] as Throughput))) : Number.NaN;
+      bare ? median(r.map((t, i) => pick(t) / pick(bareRounds[i] as Throughput))) : Number.NaN;
     return {
       target: live.target.name,
       deliveriesPerSecond: { median: median(dps), min: Math.min(...dps), max: Math.max(...dps) },
@@ -168,8 +164,7 @@ async function main(): Promise<void> {
   if (profileDir) mkdirSync(profileDir, { recursive: true });
   let redis: RedisProcess | undefined;
   const lives: Live[] = [];
-  /** Per round: true when no other process disturbed it. */
-  const clean: boolean[] = [];
+  let measured: InterleavedRounds<Live>;
   const warmIds = await identities({ count: WARM, room: 'warmup', prefix: 'warm-' });
   const roomIds = await identities({ count: PARTICIPANTS, room: 'bench', prefix: 'user-', presenterIndex: 0 });
   try {
@@ -207,39 +202,28 @@ async function main(): Promise<void> {
     for (const live of lives) {
       await measureThroughput(live.server, live.setup.clients, presenterOf(live.setup.clients), JIT_WARMUP);
     }
-    for (let round = 0; clean.filter(Boolean).length < ROUNDS && round < ROUNDS + MAX_EXTRA_ROUNDS; round++) {
-      if (round >= ROUNDS && Date.now() - started > BUDGET_MS) break;
-      const order = lives.map((_, i) => lives[(i + round) % lives.length] as Live);
-      const line: string[] = [];
-      let foreign = 0;
-      for (const live of order) {
-        const t = await measureThroughput(live.server, live.setup.clients, presenterOf(live.setup.clients), MEASURE);
-        live.rounds.push(t);
-        line.push(`${live.target.name} ${Math.round(t.deliveriesPerSecond)}`);
-        foreign = Math.max(foreign, t.foreignCpu);
-      }
-      clean.push(foreign <= MAX_FOREIGN_CPU);
-      process.stdout.write(
-        `  round ${round + 1} deliveries/s: ${line.join(', ')}` +
-          (foreign > 0.1 ? `  (other processes used up to ${foreign.toFixed(2)} cores)` : '') +
-          (foreign > MAX_FOREIGN_CPU ? ' — not counted' : '') +
-          '\n',
-      );
-    }
+    measured = await interleavedRounds({
+      targets: lives,
+      name: (live) => live.target.name,
+      order: 'rotate',
+      measure: (live) => measureThroughput(live.server, live.setup.clients, presenterOf(live.setup.clients), MEASURE),
+      rounds: ROUNDS,
+      maxExtraRounds: MAX_EXTRA_ROUNDS,
+      maxForeignCpu: MAX_FOREIGN_CPU,
+      extraRoundsUntil: started + BUDGET_MS,
+    });
   } finally {
     for (const live of lives) await tearDown(live);
     await redis?.stop();
   }
 
-  // Rounds that count: the undisturbed ones, or every round when fewer than 3 were undisturbed.
-  const contended = clean.filter(Boolean).length < 3;
-  const counted = contended ? clean.map(() => true) : clean;
+  const { contended, roundsCounted } = measured;
   if (contended) {
     process.stdout.write(
       `\nwarning: other processes kept the machine busy (fewer than 3 undisturbed rounds); ratios are less reliable\n`,
     );
   }
-  const summaries = summarize(lives.map((l) => ({ ...l, rounds: l.rounds.filter((_, i) => counted[i]) })));
+  const summaries = summarize(lives, measured);
   process.stdout.write('\n');
   process.stdout.write(
     table(
@@ -283,7 +267,7 @@ async function main(): Promise<void> {
     const say = (label: string, v: string | undefined): void => {
       process.stdout.write(`trading-room / bare-ws ${label}: ${v ?? ''}\n`);
     };
-    say(`deliveries/s (median of ${counted.filter(Boolean).length} paired rounds)`, verdicts.deliveries);
+    say(`deliveries/s (median of ${roundsCounted.filter(Boolean).length} paired rounds)`, verdicts.deliveries);
     say('deliveries per server CPU-second', verdicts.deliveriesPerCpu);
     say('idle RSS per joined connection, settled', verdicts.memory);
     say('idle RSS per joined connection, after forced GC', verdicts.memoryAfterGc);
@@ -301,9 +285,9 @@ async function main(): Promise<void> {
     targets: { deliveriesRatio: TARGET_DELIVERY_RATIO, memoryRatio: TARGET_MEMORY_RATIO },
     verdicts,
     summaries,
-    roundsCounted: counted,
+    roundsCounted,
     contended,
-    rounds: Object.fromEntries(lives.map((l) => [l.target.name, l.rounds])),
+    rounds: Object.fromEntries(lives.map((l) => [l.target.name, measured.all(l)])),
     memory: Object.fromEntries(
       lives.map((l) => [
         l.target.name,

@@ -39,17 +39,19 @@ import {
   wrapCommand,
   type ServerProcess,
 } from './lib/processes.js';
-import { fmt, table, verdict, writeReport } from './lib/report.js';
+import { fmt, median, table, verdict, writeReport } from './lib/report.js';
 import {
   BENCH_SECRET,
   chatText,
   identities,
+  interleavedRounds,
   loopbackSource,
   measureThroughput,
   presenterOf,
   publicEnv,
   start,
   tradingRoomTarget,
+  type InterleavedRounds,
   type Target,
   type Throughput,
 } from './lib/scenario.js';
@@ -99,15 +101,7 @@ interface Live {
   readonly target: Target;
   readonly server: ServerProcess;
   readonly clients: BenchClient[];
-  readonly rounds: Throughput[];
 }
-
-const median = (values: readonly number[]): number => {
-  const v = values.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (v.length === 0) return Number.NaN;
-  const mid = Math.floor(v.length / 2);
-  return v.length % 2 ? (v[mid] as number) : ((v[mid - 1] as number) + (v[mid] as number)) / 2;
-};
 
 const CPU_PROF = process.argv.includes('--cpu-prof');
 let profileDir: string | undefined;
@@ -120,7 +114,7 @@ async function bringUp(target: Target, ids: readonly Identity[]): Promise<Live> 
   );
   try {
     const clients = await connectAll({ dialect: target.dialect, port: server.port, path: target.path }, ids);
-    return { target, server, clients, rounds: [] };
+    return { target, server, clients };
   } catch (error) {
     process.stderr.write(`${target.name} failed; server output:\n${server.tail()}\n`);
     await server.stop();
@@ -138,70 +132,64 @@ async function bringDown(live: Live): Promise<void> {
 
 async function throughputPart(ids: readonly Identity[]): Promise<Record<string, unknown>> {
   const lives: Live[] = [];
-  const clean: boolean[] = [];
+  let measured: InterleavedRounds<Live>;
   try {
     for (const target of [LIMITS_ON, LIMITS_OFF]) lives.push(await bringUp(target, ids));
     for (const live of lives) await measureThroughput(live.server, live.clients, presenterOf(live.clients), JIT_WARMUP);
-    for (let round = 0; clean.filter(Boolean).length < ROUNDS && round < ROUNDS + MAX_EXTRA_ROUNDS; round++) {
-      if (round >= ROUNDS && Date.now() - startedAt > BUDGET_MS) break;
-      const order = round % 2 === 0 ? lives : [...lives].reverse();
-      const line: string[] = [];
-      let foreign = 0;
-      for (const live of order) {
-        const t = await measureThroughput(live.server, live.clients, presenterOf(live.clients), MEASURE);
-        live.rounds.push(t);
-        line.push(`${live.target.name} ${Math.round(t.deliveriesPerSecond)}`);
-        foreign = Math.max(foreign, t.foreignCpu);
-      }
-      clean.push(foreign <= MAX_FOREIGN_CPU);
-      process.stdout.write(
-        `  round ${round + 1} deliveries/s: ${line.join(', ')}` +
-          (foreign > 0.1 ? `  (other processes used up to ${foreign.toFixed(2)} cores)` : '') +
-          (foreign > MAX_FOREIGN_CPU ? ' — not counted' : '') +
-          '\n',
-      );
-    }
+    measured = await interleavedRounds({
+      targets: lives,
+      name: (live) => live.target.name,
+      order: 'alternate',
+      measure: (live) => measureThroughput(live.server, live.clients, presenterOf(live.clients), MEASURE),
+      rounds: ROUNDS,
+      maxExtraRounds: MAX_EXTRA_ROUNDS,
+      maxForeignCpu: MAX_FOREIGN_CPU,
+      extraRoundsUntil: startedAt + BUDGET_MS,
+    });
   } finally {
     for (const live of lives) await bringDown(live);
   }
-  // Rounds that count: the undisturbed ones, or every round when fewer than 3 were undisturbed.
-  const contended = clean.filter(Boolean).length < 3;
-  const counted = (l: Live): Live => ({ ...l, rounds: l.rounds.filter((_, i) => contended || clean[i]) });
-  const [on, off] = (lives as [Live, Live]).map(counted) as [Live, Live];
+  const { contended, roundsCounted } = measured;
+  const [on, off] = lives as [Live, Live];
+  const onRounds = measured.counted(on);
+  const offRounds = measured.counted(off);
   if (contended) process.stdout.write('  warning: other processes kept the machine busy; ratios are less reliable\n');
   const paired = (pick: (t: Throughput) => number): number =>
-    median(on.rounds.map((t, i) => pick(t) / pick(off.rounds[i] as Throughput)));
+    median(onRounds.map((t, i) => pick(t) / pick(offRounds[i] as Throughput)));
   const ratio = paired((t) => t.deliveriesPerSecond);
   const ratioPerCpu = paired((t) => t.deliveriesPerServerCpuSecond);
-  const refused = on.rounds.reduce((a, t) => a + t.refused, 0);
+  const refused = onRounds.reduce((a, t) => a + t.refused, 0);
   process.stdout.write(
     '\n' +
       table(
         ['server', 'deliv/s', 'min', 'max', 'deliv/CPU-s', 'srv CPU', 'refused', 'missing'],
-        [on, off].map((l) => [
-          l.target.name,
-          median(l.rounds.map((t) => t.deliveriesPerSecond)),
-          Math.min(...l.rounds.map((t) => t.deliveriesPerSecond)),
-          Math.max(...l.rounds.map((t) => t.deliveriesPerSecond)),
-          median(l.rounds.map((t) => t.deliveriesPerServerCpuSecond)),
-          median(l.rounds.map((t) => t.serverCpu)),
-          l.rounds.reduce((a, t) => a + t.refused, 0),
-          l.rounds.reduce((a, t) => a + t.missing, 0),
-        ]),
+        [on, off].map((l) => {
+          const r = measured.counted(l);
+          return [
+            l.target.name,
+            median(r.map((t) => t.deliveriesPerSecond)),
+            Math.min(...r.map((t) => t.deliveriesPerSecond)),
+            Math.max(...r.map((t) => t.deliveriesPerSecond)),
+            median(r.map((t) => t.deliveriesPerServerCpuSecond)),
+            median(r.map((t) => t.serverCpu)),
+            r.reduce((a, t) => a + t.refused, 0),
+            r.reduce((a, t) => a + t.missing, 0),
+          ];
+        }),
       ) +
       '\n\n',
   );
   if (refused > 0)
-    process.stdout.write(`  warning: the sender was refused ${refused} times: ${on.rounds[0]?.lastRefusal}\n`);
+    process.stdout.write(`  warning: the sender was refused ${refused} times: ${onRounds[0]?.lastRefusal}\n`);
   return {
     ratio,
     ratioPerServerCpu: ratioPerCpu,
     verdict: verdict(ratio, TARGET_THROUGHPUT_RATIO, '>='),
     verdictPerServerCpu: verdict(ratioPerCpu, TARGET_THROUGHPUT_RATIO, '>='),
     senderRefused: refused,
-    roundsCounted: clean.map((c) => contended || c),
+    roundsCounted,
     contended,
-    rounds: Object.fromEntries(lives.map((l) => [l.target.name, l.rounds])),
+    rounds: Object.fromEntries(lives.map((l) => [l.target.name, measured.all(l)])),
   };
 }
 

@@ -158,6 +158,9 @@ type Step = {
   error?: string;
 };
 
+/** What one measurement window records of a step. */
+type StepWindow = Omit<Step, 'case' | 'count' | 'attempt' | 'pass' | 'loss' | 'contended'>;
+
 type Ladder = {
   case: CaseName;
   lastPass: number | undefined;
@@ -199,7 +202,7 @@ async function measureWindow(
   streams: number,
   workerPids: readonly number[],
   sfuInputPort?: number,
-): Promise<Omit<Step, 'case' | 'count' | 'attempt' | 'pass' | 'loss' | 'contended'>> {
+): Promise<StepWindow> {
   const waitUntil = Date.now() + START_TIMEOUT_MS;
   while (pool.streamsStarted() < streams && Date.now() < waitUntil) await sleep(20);
   const startedStreams = pool.streamsStarted();
@@ -320,6 +323,19 @@ function coreCount(): number {
   return availableParallelism();
 }
 
+/** A step from its window: passes when the loss is at most MAX_LOSS. */
+function stepOf(c: CaseName, count: number, attempt: number, m: StepWindow): Step {
+  return {
+    case: c,
+    count,
+    attempt,
+    pass: m.sink.loss <= MAX_LOSS,
+    loss: m.sink.loss,
+    contended: m.cpu.other > CONTENDED_CORES,
+    ...m,
+  };
+}
+
 async function runStep(c: CaseName, count: number, attempt: number): Promise<Step> {
   const pool = sinks!;
   const src = source!;
@@ -328,16 +344,7 @@ async function runStep(c: CaseName, count: number, attempt: number): Promise<Ste
     pool.reset(ssrcs);
     await src.request({ type: 'fanout', ssrcs });
     try {
-      const m = await measureWindow(pool, src, count, []);
-      return {
-        case: c,
-        count,
-        attempt,
-        pass: m.sink.loss <= MAX_LOSS,
-        loss: m.sink.loss,
-        contended: m.cpu.other > CONTENDED_CORES,
-        ...m,
-      };
+      return stepOf(c, count, attempt, await measureWindow(pool, src, count, []));
     } finally {
       await src.request({ type: 'stop' });
     }
@@ -369,13 +376,7 @@ async function runStep(c: CaseName, count: number, attempt: number): Promise<Ste
       where.workers.length === 2 &&
       where.workers.every((w) => w.consumers > 0);
     const step: Step = {
-      case: c,
-      count,
-      attempt,
-      pass: m.sink.loss <= MAX_LOSS,
-      loss: m.sink.loss,
-      contended: m.cpu.other > CONTENDED_CORES,
-      ...m,
+      ...stepOf(c, count, attempt, m),
       setupSeconds: setup.setupSeconds,
       placement: where,
       workerRssMiB: where.workers.map((w) => rssBytes(w.pid) / 2 ** 20),
@@ -548,14 +549,20 @@ function summarize(): Summary[] {
   });
 }
 
+/** A table with a row per step: its case (marked when a retry) and N, then `cells`. */
+function stepTable(headers: readonly string[], cells: (s: Step) => (string | number)[]): string {
+  return table(
+    ['case', 'N', ...headers],
+    steps.map((s) => [s.attempt > 1 ? `${s.case} (retry)` : s.case, s.count, ...cells(s)]),
+  );
+}
+
 function report(status: 'complete' | 'hard-cap' | 'error', error?: unknown): void {
   const summaries = summarize();
   process.stdout.write('\n');
   process.stdout.write(
-    table(
+    stepTable(
       [
-        'case',
-        'N',
         'loss',
         'late',
         'silent',
@@ -572,9 +579,7 @@ function report(status: 'complete' | 'hard-cap' | 'error', error?: unknown): voi
         'RcvbufErr',
         'result',
       ],
-      steps.map((s) => [
-        s.attempt > 1 ? `${s.case} (retry)` : s.case,
-        s.count,
+      (s) => [
         pct(s.loss),
         s.sink.late,
         s.sink.silentStreams,
@@ -590,14 +595,12 @@ function report(status: 'complete' | 'hard-cap' | 'error', error?: unknown): voi
         s.cpu.steal,
         s.udp.RcvbufErrors,
         `${s.error ? 'ERROR' : s.pass ? 'pass' : 'FAIL'}${s.contended ? ' *' : ''}`,
-      ]),
+      ],
     ) + `\n(* contended: other processes used > ${CONTENDED_CORES} core during the window)\n\n`,
   );
   process.stdout.write(
-    table(
+    stepTable(
       [
-        'case',
-        'N',
         'gen us/pkt',
         'fwd us/pkt',
         'streams/fwd core',
@@ -607,9 +610,7 @@ function report(status: 'complete' | 'hard-cap' | 'error', error?: unknown): voi
         'gen loop p99 ms',
         'src lag ms',
       ],
-      steps.map((s) => [
-        s.attempt > 1 ? `${s.case} (retry)` : s.case,
-        s.count,
+      (s) => [
         s.efficiency.generatorUsPerPacket,
         s.efficiency.forwarderUsPerPacket,
         s.efficiency.streamsPerForwarderCore,
@@ -618,7 +619,7 @@ function report(status: 'complete' | 'hard-cap' | 'error', error?: unknown): voi
         s.queues.sfuInputMaxKiB ?? '-',
         s.generatorLoopDelayMs.p99,
         s.source.maxLagMs,
-      ]),
+      ],
     ) + '\n(fwd = the worker(s), or the Node source in the baseline; streams/core = 1e6 / (125 x us/pkt))\n\n',
   );
   process.stdout.write(

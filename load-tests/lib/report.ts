@@ -58,3 +58,11 @@ export function verdict(ratio: number, target: number, direction: '>=' | '<='): 
   const ok = direction === '>=' ? ratio >= target : ratio <= target;
   return `${ok ? 'PASS' : 'MISS'} (${fmt(ratio)} ${direction} ${target})`;
 }
+
+/** Median of the finite values; NaN when there are none. */
+export function median(values: readonly number[]): number {
+  const v = values.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return Number.NaN;
+  const mid = Math.floor(v.length / 2);
+  return v.length % 2 ? (v[mid] as number) : ((v[mid - 1] as number) + (v[mid] as number)) / 2;
+}

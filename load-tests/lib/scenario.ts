@@ -346,3 +346,84 @@ export async function measureMemoryAfterGc(
     await server.stop();
   }
 }
+
+/**
+ * How the targets take turns within a round: `rotate` starts round r at target r (mod n), so
+ * each target leads equally often; `alternate` measures even rounds in the given order and odd
+ * rounds in reverse.
+ */
+export type RoundOrder = 'rotate' | 'alternate';
+
+export interface InterleavedRoundsOptions<T> {
+  readonly targets: readonly T[];
+  readonly name: (target: T) => string;
+  readonly order: RoundOrder;
+  /** One measurement window of `target`. */
+  readonly measure: (target: T) => Promise<Throughput>;
+  /** Undisturbed rounds wanted. */
+  readonly rounds: number;
+  /** Rounds added at most to replace the ones other processes disturbed. */
+  readonly maxExtraRounds: number;
+  /** A round in which other processes used more than this many cores (in any window) is disturbed. */
+  readonly maxForeignCpu: number;
+  /** No extra rounds after this time (`Date.now()` milliseconds). */
+  readonly extraRoundsUntil: number;
+}
+
+export interface InterleavedRounds<T> {
+  /** Every round of `target`, disturbed ones too, in round order. */
+  all(target: T): readonly Throughput[];
+  /** The rounds of `target` that count (see `roundsCounted`). */
+  counted(target: T): readonly Throughput[];
+  /** Per round: true when no other process disturbed it. */
+  readonly clean: readonly boolean[];
+  /** Fewer than 3 rounds were undisturbed: then every round counts. */
+  readonly contended: boolean;
+  /** Per round: whether it counts — the undisturbed ones, or every round when contended. */
+  readonly roundsCounted: readonly boolean[];
+}
+
+/**
+ * Measures the targets in turn, round after round, so a drift of the machine's speed hits every
+ * target alike (ratios are then taken per round). Prints one line per round; rounds disturbed by
+ * other processes are not counted and are re-run, up to `maxExtraRounds` and within the time.
+ */
+export async function interleavedRounds<T>(options: InterleavedRoundsOptions<T>): Promise<InterleavedRounds<T>> {
+  const { targets, rounds, maxForeignCpu } = options;
+  const measured = new Map<T, Throughput[]>(targets.map((t) => [t, []]));
+  const clean: boolean[] = [];
+  for (let round = 0; clean.filter(Boolean).length < rounds && round < rounds + options.maxExtraRounds; round++) {
+    if (round >= rounds && Date.now() > options.extraRoundsUntil) break;
+    const order =
+      options.order === 'rotate'
+        ? targets.map((_, i) => targets[(i + round) % targets.length] as T)
+        : round % 2 === 0
+          ? targets
+          : [...targets].reverse();
+    const line: string[] = [];
+    let foreign = 0;
+    for (const target of order) {
+      const t = await options.measure(target);
+      measured.get(target)?.push(t);
+      line.push(`${options.name(target)} ${Math.round(t.deliveriesPerSecond)}`);
+      foreign = Math.max(foreign, t.foreignCpu);
+    }
+    clean.push(foreign <= maxForeignCpu);
+    process.stdout.write(
+      `  round ${round + 1} deliveries/s: ${line.join(', ')}` +
+        (foreign > 0.1 ? `  (other processes used up to ${foreign.toFixed(2)} cores)` : '') +
+        (foreign > maxForeignCpu ? ' — not counted' : '') +
+        '\n',
+    );
+  }
+  const contended = clean.filter(Boolean).length < 3;
+  const roundsCounted = clean.map((c) => contended || c);
+  const all = (target: T): readonly Throughput[] => measured.get(target) ?? [];
+  return {
+    all,
+    counted: (target) => all(target).filter((_, i) => roundsCounted[i]),
+    clean,
+    contended,
+    roundsCounted,
+  };
+}

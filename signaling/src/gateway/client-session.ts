@@ -28,6 +28,8 @@ const MAX_QUEUED_FRAMES = 64;
 /** How long a closing socket may take before it is destroyed. */
 const CLOSE_GRACE_MS = 2000;
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Send options of every notification (shared: the fan-out loop calls this per socket). */
+const TEXT_FRAME = { binary: false } as const;
 
 export interface SessionServices {
   readonly config: Config;
@@ -112,7 +114,7 @@ export class ClientSession {
   /** Writes an encoded frame; watches the socket's backlog. */
   sendFrame(payload: string | Buffer): void {
     if (this.#closed) return;
-    this.#ws.send(payload, { binary: false });
+    this.#ws.send(payload, TEXT_FRAME);
     this.#checkBacklog();
   }
 

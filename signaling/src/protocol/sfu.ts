@@ -105,6 +105,7 @@ export const sfuMethods = {
       kind: mediaKindSchema,
       rtpParameters: z.unknown(),
       paused: z.literal(true),
+      producerPaused: z.boolean().describe('the producer is paused now (added to the contract)'),
     }),
     handle: (m, ctx, data) => m.consume(ctx.session, data),
   }),

@@ -49,22 +49,18 @@ export function renderProtocolDoc(): string {
     out.push('');
     out.push(schemaBlock(def.result, 'output'));
   }
-  out.push('');
-  out.push('## Durable notifications (carry `seq`)');
-  for (const [name, schema] of Object.entries(durableEventSchemas)) {
+  const events = (title: string, schemas: Record<string, z.ZodType>): void => {
     out.push('');
-    out.push(`### \`${name}\``);
-    out.push('');
-    out.push(schemaBlock(schema, 'output'));
-  }
-  out.push('');
-  out.push('## Ephemeral notifications (no `seq`)');
-  for (const [name, schema] of Object.entries(ephemeralEventSchemas)) {
-    out.push('');
-    out.push(`### \`${name}\``);
-    out.push('');
-    out.push(schemaBlock(schema, 'output'));
-  }
+    out.push(title);
+    for (const [name, schema] of Object.entries(schemas)) {
+      out.push('');
+      out.push(`### \`${name}\``);
+      out.push('');
+      out.push(schemaBlock(schema, 'output'));
+    }
+  };
+  events('## Durable notifications (carry `seq`)', durableEventSchemas);
+  events('## Ephemeral notifications (no `seq`)', ephemeralEventSchemas);
   out.push('');
   out.push('## Error codes');
   out.push('');

@@ -38,6 +38,7 @@ export class TestRedis {
       { stdio: 'ignore' },
     );
     const probe = new Redis(this.url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    probe.on('error', () => {}); // refused while the server starts; connect() rejects too
     const deadline = Date.now() + 10_000;
     for (;;) {
       try {

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
 import { RateLimits, redisLimiterFactory } from '../src/rate-limits.js';
 import { TestRedis } from '../../test-support/redis.js';
+import { eventually } from '../../test-support/harness.js';
 
 describe('rate limits on Redis', () => {
   let redis: TestRedis;
@@ -59,15 +60,19 @@ describe('rate limits on Redis', () => {
   });
 
   it('keeps limiting from memory while Redis is down, and uses Redis again when it is back', async () => {
-    const limits = limitsOf({ RATE_LIMIT_CHAT_MESSAGES: '3' }, await connect(), 'test:insurance');
+    const client = await connect();
+    const limits = limitsOf({ RATE_LIMIT_CHAT_MESSAGES: '3' }, client, 'test:insurance');
     await redis.stop();
     try {
+      await eventually(() => client.status !== 'ready', 5000, 'the client to notice Redis is gone');
       for (let i = 0; i < 3; i++) expect(await limits.consumeMethod('chat.send', 'user-9', 'conn-9')).toBeUndefined();
       expect(await limits.consumeMethod('chat.send', 'user-9', 'conn-9')).toMatchObject({ kind: 'method' });
     } finally {
       await redis.resume();
     }
-    const again = limitsOf({ RATE_LIMIT_CHAT_MESSAGES: '3' }, await connect(), 'test:insurance');
-    expect(await again.consumeMethod('chat.send', 'user-9', 'conn-9')).toBeUndefined();
+    // The same node's client reconnects by itself; its counts go to Redis again.
+    if (client.status !== 'ready') await new Promise((resolve) => client.once('ready', resolve));
+    expect(await limits.consumeMethod('chat.send', 'user-10', 'conn-10')).toBeUndefined();
+    expect(await client.keys('test:insurance:method*user-10')).toHaveLength(1);
   });
 });

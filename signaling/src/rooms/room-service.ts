@@ -98,7 +98,13 @@ export class RoomService {
     const member = resumed ?? (await this.#joinFresh(room, session, data.displayName));
     const [presence, count] = await Promise.all([this.#bus.presence.list(roomId), this.#bus.presence.count(roomId)]);
     const media = this.#media;
-    const routerRtpCapabilities = media ? await media.routerRtpCapabilities(roomId).catch(() => null) : null;
+    // A join still succeeds without media (no live worker right now): chat and alerts work.
+    const routerRtpCapabilities = media
+      ? await media.routerRtpCapabilities(roomId).catch((error: unknown) => {
+          this.#log.warn({ err: error, roomId }, 'no router for a joining participant; joining without media');
+          return null;
+        })
+      : null;
     return {
       sessionId: member.sessionId,
       participantId: member.participant.participantId,

@@ -1,5 +1,5 @@
 /**
- * Fan-out benchmark (issue 2): one room of 1,000 local participants, one presenter sending chat
+ * Fan-out benchmark: one room of 1,000 local participants, one presenter sending chat
  * as fast as acknowledged; deliveries per second at trading-room against a bare `ws` server
  * (and Socket.IO + Redis adapter as a second reference), same clients, same machine, same run.
  * Also idle server memory per joined connection. Reports ratios against the bare server.

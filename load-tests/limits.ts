@@ -1,5 +1,5 @@
 /**
- * Rate-limit benchmark (issue 3), two questions, each answered as a ratio in one run:
+ * Rate-limit benchmark, two questions, each answered as a ratio in one run:
  *
  * 1. What do the limits cost on the hot path? Fan-out throughput (1,000 participants, one
  *    sender as fast as acknowledged) with every limit on against the same node with

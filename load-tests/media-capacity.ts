@@ -2,7 +2,7 @@
  * Media capacity benchmark (issue: "consumers one worker forwards for a 1 Mbit/s RTP stream before
  * loss exceeds 1%, and the same for two workers with the pipe; aim for >= 400 per worker").
  *
- * One 1 Mbit/s VP8 RTP stream (125 pkt/s of 1,012 B, see `support/media-rtp.ts`) from a source
+ * One 1 Mbit/s VP8 RTP stream (125 pkt/s of 1,012 B, see `lib/media-rtp.ts`) from a source
  * process into a producer on a comedia plain transport; N consumers, each on its own plain recv
  * transport connected to one of the load generator's UDP sinks (a pool of sockets; consumers told
  * apart by SSRC). For each N, a 5 s window of source packets: loss = 1 - on-time / expected, where
@@ -55,9 +55,9 @@ import {
   udpDelta,
   type SinkResult,
   type UdpCounters,
-} from './support/media-rtp.js';
-import { placement, setUpSfu, type SfuPlacement } from './support/media-sfu.js';
-import { SourceProcess } from './support/media-source-client.js';
+} from './lib/media-rtp.js';
+import { placement, setUpSfu, type SfuPlacement } from './lib/media-sfu.js';
+import { SourceProcess } from './lib/media-source-client.js';
 
 type CaseName = 'baseline' | 'one-worker' | 'two-workers';
 const ALL_CASES: readonly CaseName[] = ['baseline', 'one-worker', 'two-workers'];

@@ -2,8 +2,8 @@ import { Registry } from 'prom-client';
 import { beforeAll, describe, expect, it } from 'vitest';
 
 import { registerMediaMetrics } from '../src/media-metrics.js';
-import { useMediaService } from './support/media-fixture.js';
-import { waitFor, type RtpSink } from './support/rtp.js';
+import { useMediaService } from '../../test-support/media-fixture.js';
+import { waitFor, type RtpSink } from '../../test-support/rtp.js';
 
 /** Value of one sample of the registry's text output, e.g. `sample(text, 'x{worker="0"}')`. */
 function sample(text: string, series: string): number | undefined {

@@ -2,8 +2,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 
 import { SfuError } from '../src/errors.js';
 import { MediaService } from '../src/media-service.js';
-import { useMediaService } from './support/media-fixture.js';
-import { opusRtpParameters, sleep, testServiceOptions, waitFor, type RtpSink } from './support/rtp.js';
+import { useMediaService } from '../../test-support/media-fixture.js';
+import { opusRtpParameters, sleep, testServiceOptions, waitFor, type RtpSink } from '../../test-support/rtp.js';
 
 /** Resolves to the SfuError code `promise` rejects with (fails when it resolves). */
 async function codeOf(promise: Promise<unknown> | (() => unknown)): Promise<string> {

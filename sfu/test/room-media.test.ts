@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 
-import { useMediaService } from './support/media-fixture.js';
-import { sleep, waitFor, type RtpSink } from './support/rtp.js';
+import { useMediaService } from '../../test-support/media-fixture.js';
+import { sleep, waitFor, type RtpSink } from '../../test-support/rtp.js';
 
 type Viewer = { participantId: string; consumerId: string; transportId: string; sink: RtpSink };
 

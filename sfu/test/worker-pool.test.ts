@@ -7,7 +7,7 @@ import {
   type PoolWorkerDiedEvent,
   type PoolWorkerRestartedEvent,
 } from '../src/worker-pool.js';
-import { testLogger, waitFor } from './support/rtp.js';
+import { testLogger, waitFor } from '../../test-support/rtp.js';
 
 /** A pool of `numWorkers` on loopback and ephemeral ports, restarting quickly. */
 function createPool(numWorkers: number): Promise<WorkerPool> {

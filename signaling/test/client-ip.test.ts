@@ -6,7 +6,7 @@ import type { IncomingMessage } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { ClientIpResolver } from '../src/gateway/client-ip.js';
 import { nodePerTest } from '../../test-support/harness.js';
-import { refusal } from './support-issue3/util.js';
+import { refusal } from '../../test-support/sockets.js';
 
 function request(remoteAddress: string | undefined, forwardedFor?: string | string[]): IncomingMessage {
   const headers: Record<string, string | string[]> = {};

@@ -10,7 +10,7 @@ import type WebSocket from 'ws';
 import { eventually, nodePerTest, type TestNode } from '../../test-support/harness.js';
 import { RequestError, type ConnectionState, type SocketFactory, type TradingRoomClient } from '../client/index.js';
 import { nodeSocketFactory } from '../client/node.js';
-import { consecutiveBreak } from './support-issue3/util.js';
+import { consecutiveBreak } from '../../test-support/sockets.js';
 
 const RELAXED = {
   RATE_LIMIT_IP_CONNECTIONS: '1000',

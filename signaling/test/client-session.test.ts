@@ -6,7 +6,7 @@
 import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TEST_SECRET, startTestNode, type RawSocket, type TestNode } from '../../test-support/harness.js';
-import { GENEROUS_LIMITS, expectWireValid, type Message } from './support/room-helpers.js';
+import { GENEROUS_LIMITS, expectWireValid, type Message } from '../../test-support/room-helpers.js';
 
 let roomCounter = 0;
 const nextRoom = () => `cs-${++roomCounter}`;

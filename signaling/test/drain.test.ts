@@ -10,8 +10,8 @@ import WebSocket from 'ws';
 import { RawSocket } from '../../test-support/harness.js';
 import { TradingRoomClient, type SocketFactory } from '../client/index.js';
 import { nodeSocketFactory } from '../client/node.js';
-import { spawnNode, type ChildNode } from './support-issue3/child-node.js';
-import { consecutiveBreak, refusal } from './support-issue3/util.js';
+import { spawnNode, type ChildNode } from '../../test-support/child-node.js';
+import { consecutiveBreak, refusal } from '../../test-support/sockets.js';
 
 const CLIENTS = 300;
 const DRAIN_TIMEOUT_MS = 6000;

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import type WebSocket from 'ws';
 import { startTestNode, eventually, type TestNode } from '../../test-support/harness.js';
 import type { ConnectionState, TradingRoomClient } from '../client/index.js';
-import { consecutiveBreak, openSocket } from './support-issue3/util.js';
+import { consecutiveBreak, openSocket } from '../../test-support/sockets.js';
 
 const PARTICIPANTS = 50;
 const MESSAGES_EACH = 3;

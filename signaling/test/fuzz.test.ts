@@ -15,10 +15,10 @@ import { ERROR_CODES } from '../src/errors.js';
 import { METHODS, durableEventSchemas, ephemeralEventSchemas } from '../src/protocol/index.js';
 import { TradingRoomClient } from '../client/index.js';
 import { nodeSocketFactory } from '../client/node.js';
-import { spawnNode, type ChildNode } from './support-issue3/child-node.js';
+import { spawnNode, type ChildNode } from '../../test-support/child-node.js';
 import { CONTRACT_METHODS } from '../../test-support/contract.js';
-import { expectedId, frameArb, type Frame } from './support-issue3/frames.js';
-import { consecutiveBreak, deferred } from './support-issue3/util.js';
+import { expectedId, frameArb, type Frame } from '../../test-support/fuzz-frames.js';
+import { consecutiveBreak, deferred } from '../../test-support/sockets.js';
 
 const TOTAL_FRAMES = Number(process.env.FUZZ_FRAMES ?? 100_000);
 const SOCKETS = 12;

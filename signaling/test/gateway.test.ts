@@ -13,8 +13,8 @@ import {
   startTestNode,
   type TestNode,
 } from '../../test-support/harness.js';
-import { GENEROUS_LIMITS, joinRaw } from './support/room-helpers.js';
-import { refusal } from './support-issue3/util.js';
+import { GENEROUS_LIMITS, joinRaw } from '../../test-support/room-helpers.js';
+import { refusal } from '../../test-support/sockets.js';
 
 function expectJsonError(refused: UpgradeRefused, status: number, code: string): void {
   expect(refused.status).toBe(status);

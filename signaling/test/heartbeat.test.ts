@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type WebSocket from 'ws';
 import { startTestNode, type TestNode } from '../../test-support/harness.js';
-import { deferred, openSocket } from './support-issue3/util.js';
+import { deferred, openSocket } from '../../test-support/sockets.js';
 
 const INTERVAL_MS = 200;
 

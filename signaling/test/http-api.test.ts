@@ -1,7 +1,7 @@
 /** The HTTP side of the node's port: health probes and the admin API. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, eventually, nodePerTest, startTestNode, type TestNode } from '../../test-support/harness.js';
-import { GENEROUS_LIMITS, http, joinRaw } from './support/room-helpers.js';
+import { GENEROUS_LIMITS, http, joinRaw } from '../../test-support/room-helpers.js';
 
 const ADMIN = { Authorization: `Bearer ${ADMIN_TOKEN}` };
 

@@ -13,7 +13,7 @@ import {
   range,
   type JoinedRaw,
   type Message,
-} from './support/room-helpers.js';
+} from '../../test-support/room-helpers.js';
 
 const ROOM = 'large-room';
 const THRESHOLD = 200;

@@ -4,10 +4,10 @@
  * worker CPU and memory carry only the worker index as a label.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RtpSender, type RtpSink } from '../../sfu/test/support/rtp.js';
+import { RtpSender, type RtpSink } from '../../test-support/rtp.js';
 import { eventually, type TestNode } from '../../test-support/harness.js';
-import { consumeToSink, publishOpus, startMediaNode } from './support/media-flow.js';
-import { http, joinRecording, parsePrometheus, sampleValue, type Sample } from './support/room-helpers.js';
+import { consumeToSink, publishOpus, startMediaNode } from '../../test-support/media-flow.js';
+import { http, joinRecording, parsePrometheus, sampleValue, type Sample } from '../../test-support/room-helpers.js';
 
 const ROOM = 'media-metrics-room-k4v';
 const SSRC = 41414141;

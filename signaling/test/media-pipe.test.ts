@@ -4,10 +4,10 @@
  * receives the presenter's RTP.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RtpSender, type RtpSink } from '../../sfu/test/support/rtp.js';
+import { RtpSender, type RtpSink } from '../../test-support/rtp.js';
 import { eventually, type TestNode } from '../../test-support/harness.js';
-import { consumeToSink, publishOpus, startMediaNode } from './support/media-flow.js';
-import { joinRecording, type RecordingClient } from './support/room-helpers.js';
+import { consumeToSink, publishOpus, startMediaNode } from '../../test-support/media-flow.js';
+import { joinRecording, type RecordingClient } from '../../test-support/room-helpers.js';
 
 const ROOM = 'media-pipe-room';
 const SSRC = 12121212;

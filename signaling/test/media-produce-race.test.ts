@@ -4,10 +4,10 @@
  * for each producer, either nothing or `producer.added` followed by `producer.removed`.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { opusRtpParameters } from '../../sfu/test/support/rtp.js';
+import { opusRtpParameters } from '../../test-support/rtp.js';
 import { eventually, type TestNode } from '../../test-support/harness.js';
-import { startMediaNode } from './support/media-flow.js';
-import { joinRecording } from './support/room-helpers.js';
+import { startMediaNode } from '../../test-support/media-flow.js';
+import { joinRecording } from '../../test-support/room-helpers.js';
 
 const ROOM = 'media-produce-race';
 const ROUNDS = 12;

@@ -6,11 +6,11 @@
  * unknown ids, moderation (mute, pause someone else's producer, demotion) and leaving.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RtpSender, RtpSink } from '../../sfu/test/support/rtp.js';
+import { RtpSender, RtpSink } from '../../test-support/rtp.js';
 import { eventually, type TestNode } from '../../test-support/harness.js';
 import type { EventData, EventName, Notification } from '../client/index.js';
-import { consumeToSink, produceOpus, publishOpus, startMediaNode, type PlainTransport } from './support/media-flow.js';
-import { joinRecording, type RecordingClient } from './support/room-helpers.js';
+import { consumeToSink, produceOpus, publishOpus, startMediaNode, type PlainTransport } from '../../test-support/media-flow.js';
+import { joinRecording, type RecordingClient } from '../../test-support/room-helpers.js';
 
 const ROOM = 'media-methods-room';
 const MIC_SSRC = 11111111;

@@ -5,11 +5,11 @@
  * and the affected room recovers through the usual calls.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RtpSender, type RtpSink } from '../../sfu/test/support/rtp.js';
+import { RtpSender, type RtpSink } from '../../test-support/rtp.js';
 import { eventually, type TestNode } from '../../test-support/harness.js';
 import type { EventData, EventName } from '../client/index.js';
-import { consumeToSink, publishOpus, startMediaNode } from './support/media-flow.js';
-import { joinRecording, type RecordingClient } from './support/room-helpers.js';
+import { consumeToSink, publishOpus, startMediaNode } from '../../test-support/media-flow.js';
+import { joinRecording, type RecordingClient } from '../../test-support/room-helpers.js';
 
 const HIT = 'media-death-hit';
 const SAFE = 'media-death-safe';

@@ -12,7 +12,7 @@ import {
   sampleValue,
   type JoinedRaw,
   type Sample,
-} from './support/room-helpers.js';
+} from '../../test-support/room-helpers.js';
 
 const ROOM = 'metrics-room-q7z';
 const USERS = ['metrics-user-a9x', 'metrics-user-b9x', 'metrics-user-c9x'];

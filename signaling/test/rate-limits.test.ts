@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
 import { RateLimits } from '../src/rate-limits.js';
 import { eventually, nodePerTest, type RawSocket, type TestNode } from '../../test-support/harness.js';
-import { refusal, sleep } from './support-issue3/util.js';
+import { refusal, sleep } from '../../test-support/sockets.js';
 
 /** High limits everywhere except those a test sets. */
 const RELAXED = {

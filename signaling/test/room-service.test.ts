@@ -16,7 +16,7 @@ import {
   range,
   seqs,
   type Message,
-} from './support/room-helpers.js';
+} from '../../test-support/room-helpers.js';
 
 let roomCounter = 0;
 const nextRoom = (prefix = 'rs') => `${prefix}-${++roomCounter}`;

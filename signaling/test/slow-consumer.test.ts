@@ -9,7 +9,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import type WebSocket from 'ws';
 import { eventually, startTestNode, type TestNode } from '../../test-support/harness.js';
 import type { TradingRoomClient } from '../client/index.js';
-import { consecutiveBreak, deferred, openSocket } from './support-issue3/util.js';
+import { consecutiveBreak, deferred, openSocket } from '../../test-support/sockets.js';
 
 let t: TestNode;
 beforeAll(async () => {

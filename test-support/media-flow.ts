@@ -4,9 +4,9 @@
  * {@link RtpSink}.
  */
 import { expect } from 'vitest';
-import { opusRtpParameters, RtpSink, type RtpSender } from '../../../sfu/test/support/rtp.js';
-import { startTestNode, type TestNode } from '../../../test-support/harness.js';
-import type { MethodData, MethodResult } from '../../client/index.js';
+import { opusRtpParameters, RtpSink, type RtpSender } from './rtp.js';
+import { startTestNode, type TestNode } from './harness.js';
+import type { MethodData, MethodResult } from '../signaling/client/index.js';
 import { GENEROUS_LIMITS, type RecordingClient } from './room-helpers.js';
 
 /** Media on, two mediasoup workers on ephemeral ports, plain RTP transports allowed, no limits in the way. */

@@ -8,8 +8,9 @@ import type { AddressInfo } from 'node:net';
 import type { types } from 'mediasoup';
 import pino from 'pino';
 
-import { OPUS_PAYLOAD_TYPE } from '../../src/media-codecs.js';
-import type { MediaService, MediaServiceOptions } from '../../src/media-service.js';
+import { eventually, sleep } from './async.js';
+import { OPUS_PAYLOAD_TYPE } from '../sfu/src/media-codecs.js';
+import type { MediaService, MediaServiceOptions } from '../sfu/src/media-service.js';
 
 /** Id of the ssrc-audio-level header extension in {@link opusRtpParameters}. */
 const AUDIO_LEVEL_EXTENSION_ID = 1;
@@ -123,18 +124,12 @@ export class RtpSink {
   }
 }
 
-/** Resolves once `predicate` holds (polled every 20 ms); rejects after `timeoutMs` with `what`. */
-export async function waitFor(predicate: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
+/** Resolves once `predicate` holds; rejects after `timeoutMs` with `what`. */
+export function waitFor(predicate: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  return eventually(predicate, timeoutMs, what);
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
+export { sleep };
 
 /** A presenter publishing opus over a comedia plain transport fed by an {@link RtpSender}. */
 export async function startPlainPublisher(

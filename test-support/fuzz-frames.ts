@@ -5,7 +5,7 @@
  * answer, so a test can check every answer.
  */
 import fc from 'fast-check';
-import { CONTRACT_METHODS, type ContractMethod } from '../../../test-support/contract.js';
+import { CONTRACT_METHODS, type ContractMethod } from './contract.js';
 
 export type FrameKind =
   /** A request valid by the contract: ok, or a refusal that is not about its form. */

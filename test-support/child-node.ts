@@ -9,11 +9,11 @@ import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
-import { ADMIN_TOKEN, TEST_SECRET } from '../../../test-support/harness.js';
-import { signAccessToken } from '../../src/auth/tokens.js';
-import type { Role } from '../../src/protocol/common.js';
+import { ADMIN_TOKEN, TEST_SECRET } from './harness.js';
+import { signAccessToken } from '../signaling/src/auth/tokens.js';
+import type { Role } from '../signaling/src/protocol/common.js';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 export interface ChildExit {
   readonly code: number | null;

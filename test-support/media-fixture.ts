@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll } from 'vitest';
 
-import { MediaService, type MediaServiceOptions } from '../../src/media-service.js';
+import { MediaService, type MediaServiceOptions } from '../sfu/src/media-service.js';
 import type {
   ActiveSpeakerEvent,
   ConsumerClosedEvent,
@@ -13,7 +13,7 @@ import type {
   TransportClosedEvent,
   WorkerDiedEvent,
   WorkerRestartedEvent,
-} from '../../src/media-types.js';
+} from '../sfu/src/media-types.js';
 import { startPlainPublisher, startPlainViewer, testServiceOptions, type RtpSender, type RtpSink } from './rtp.js';
 
 /** Every event a service emitted, by kind, in order. */

@@ -1,6 +1,6 @@
-/** Small helpers shared by the gateway / limits / drain / client tests. */
+/** Sockets in tests: refused upgrades, raw `ws` clients with options, and seq-order checks. */
 import WebSocket from 'ws';
-import { UpgradeRefused } from '../../../test-support/harness.js';
+import { UpgradeRefused } from './harness.js';
 
 /** Resolves with the refusal of an upgrade that must be refused. */
 export async function refusal(promise: Promise<unknown>): Promise<UpgradeRefused> {
@@ -13,18 +13,7 @@ export async function refusal(promise: Promise<unknown>): Promise<UpgradeRefused
   throw new Error('the upgrade was accepted; expected a refusal');
 }
 
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** A deferred value. */
-export function deferred<T = void>(): { promise: Promise<T>; resolve(v: T): void; reject(e: unknown): void } {
-  let resolve!: (v: T) => void;
-  let reject!: (e: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
-}
+export { deferred, sleep } from './async.js';
 
 /** Opens a `ws` client with extra options (autoPong off, …); rejects on a refused upgrade. */
 export function openSocket(url: string, options: WebSocket.ClientOptions = {}): Promise<WebSocket> {

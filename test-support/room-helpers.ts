@@ -5,10 +5,10 @@
  */
 import { expect } from 'vitest';
 import type { z } from 'zod';
-import { durableEventSchemas, ephemeralEventSchemas } from '../../src/protocol/notifications.js';
-import { joinResultSchema } from '../../src/protocol/room.js';
-import type { TradingRoomClient, JoinResult, Notification } from '../../client/index.js';
-import type { RawSocket, TestNode, TokenOptions } from '../../../test-support/harness.js';
+import { durableEventSchemas, ephemeralEventSchemas } from '../signaling/src/protocol/notifications.js';
+import { joinResultSchema } from '../signaling/src/protocol/room.js';
+import type { TradingRoomClient, JoinResult, Notification } from '../signaling/client/index.js';
+import type { RawSocket, TestNode, TokenOptions } from './harness.js';
 
 export type Message = Record<string, unknown>;
 

@@ -7,8 +7,9 @@ import type { AddressInfo } from 'node:net';
 
 import type { types } from 'mediasoup';
 import pino from 'pino';
+import { expect } from 'vitest';
 
-import { eventually, sleep } from './async.js';
+import { eventually } from './async.js';
 import { OPUS_PAYLOAD_TYPE } from '../sfu/src/media-codecs.js';
 import type { MediaService, MediaServiceOptions } from '../sfu/src/media-service.js';
 
@@ -129,7 +130,30 @@ export function waitFor(predicate: () => boolean, what: string, timeoutMs = 5000
   return eventually(predicate, timeoutMs, what);
 }
 
-export { sleep };
+/** Resolves once every sink received `by` more packets than it has now; rejects naming `what` after `timeoutMs`. */
+export async function flowsTo(
+  sinks: readonly RtpSink[],
+  by = 10,
+  what = 'RTP at the sinks',
+  timeoutMs = 5000,
+): Promise<void> {
+  const start = sinks.map((s) => s.received);
+  await eventually(() => sinks.every((s, i) => s.received >= (start[i] ?? 0) + by), timeoutMs, what);
+}
+
+/**
+ * Asserts that none of `sinks` gets a packet while `sender` sends `packets` more: the sender is
+ * the clock, so "nothing arrived" means packets had every chance to. The packets already in
+ * flight when called (the sender's next 3) are let through first.
+ */
+export async function staysQuiet(sinks: readonly RtpSink[], sender: RtpSender, packets = 15): Promise<void> {
+  let from = sender.sent;
+  await eventually(() => sender.sent >= from + 3, 5000, 'the sender');
+  const start = sinks.map((s) => s.received);
+  from = sender.sent;
+  await eventually(() => sender.sent >= from + packets, 5000, 'the sender');
+  expect(sinks.map((s) => s.received)).toEqual(start);
+}
 
 /** A presenter publishing opus over a comedia plain transport fed by an {@link RtpSender}. */
 export async function startPlainPublisher(

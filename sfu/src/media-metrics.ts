@@ -3,6 +3,13 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import type { MediaService } from './media-service.js';
 import type { WorkerUsage } from './media-types.js';
 
+/**
+ * How long one collection of the workers' usage and the transports' traffic serves further
+ * scrapes, in ms. Those figures cost one IPC per worker and one `getStats` per transport; the
+ * counts stay live (they cost nothing).
+ */
+export const MEDIA_FIGURES_MAX_AGE_MS = 2000;
+
 /** Options of {@link registerMediaMetrics}. */
 export type MediaMetricsOptions = {
   /** Longest a scrape waits for the workers' usage and the transports' stats, in ms. Default 500. */
@@ -22,6 +29,10 @@ export type MediaMetricsOptions = {
  *   transports open now, so it drops when transports close).
  *
  * Labels stay bounded: `worker` is the worker index; no room or user ids.
+ *
+ * The usage and traffic figures are collected once for concurrent scrapes, and that collection
+ * serves every scrape for {@link MEDIA_FIGURES_MAX_AGE_MS} after it ends: a scrape costs at most
+ * one round of IPC however often `/metrics` is hit.
  */
 export function registerMediaMetrics(registry: Registry, media: MediaService, options: MediaMetricsOptions = {}): void {
   const timeoutMs = options.timeoutMs ?? 500;
@@ -56,14 +67,9 @@ export function registerMediaMetrics(registry: Registry, media: MediaService, op
     },
   });
 
-  // The CPU counter and the RSS gauge share one usage request per scrape.
-  let usageRequest: Promise<WorkerUsage[]> | undefined;
-  const workerUsage = (): Promise<WorkerUsage[]> => {
-    usageRequest ??= withTimeout(media.workerUsage(), timeoutMs, []).finally(() =>
-      setImmediate(() => (usageRequest = undefined)),
-    );
-    return usageRequest;
-  };
+  // The CPU counter and the RSS gauge share one usage collection.
+  const workerUsage = recentOrNew(() => withTimeout(media.workerUsage(), timeoutMs, [] as WorkerUsage[]));
+  const transportTraffic = recentOrNew(() => media.transportTraffic(timeoutMs));
   const cpuSeen = new Map<number, { pid: number; cpuTimeMs: number }>();
   new Counter({
     name: 'trading_room_media_worker_cpu_seconds_total',
@@ -97,11 +103,32 @@ export function registerMediaMetrics(registry: Registry, media: MediaService, op
     labelNames: ['direction'] as const,
     registers,
     async collect() {
-      const traffic = await media.transportTraffic(timeoutMs);
+      const traffic = await transportTraffic();
       this.set({ direction: 'in' }, traffic.bytesReceived);
       this.set({ direction: 'out' }, traffic.bytesSent);
     },
   });
+}
+
+/**
+ * `collect` single-flighted and cached: callers share the collection under way, and its result
+ * for {@link MEDIA_FIGURES_MAX_AGE_MS} after it settled.
+ */
+function recentOrNew<T>(collect: () => Promise<T>): () => Promise<T> {
+  let result: Promise<T> | undefined;
+  let settledAt = Infinity; // while under way: fresh
+  return () => {
+    if (!result || Date.now() - settledAt >= MEDIA_FIGURES_MAX_AGE_MS) {
+      const started = collect();
+      result = started;
+      settledAt = Infinity;
+      const settle = (): void => {
+        if (result === started) settledAt = Date.now();
+      };
+      started.then(settle, settle);
+    }
+    return result;
+  };
 }
 
 async function withTimeout<T>(promise: Promise<T>, timeoutMs: number, fallback: T): Promise<T> {

@@ -46,6 +46,11 @@ export type MediaServiceOptions = {
   maxTransportsPerParticipant?: number;
   /** Default 4. */
   maxProducersPerParticipant?: number;
+  /**
+   * Consumers one participant may hold in a room, on all its transports. Default 16: a trader
+   * watching two presenters' camera, screen and their audio, with room to spare.
+   */
+  maxConsumersPerParticipant?: number;
   /** Initial outgoing bitrate estimate of WebRTC transports, in bps. Default 1 000 000. */
   initialAvailableOutgoingBitrate?: number;
   logger: Logger;
@@ -81,6 +86,7 @@ type ResolvedOptions = Required<
     | 'consumersPerRouter'
     | 'maxTransportsPerParticipant'
     | 'maxProducersPerParticipant'
+    | 'maxConsumersPerParticipant'
     | 'initialAvailableOutgoingBitrate'
   >
 >;
@@ -133,6 +139,7 @@ export class MediaService extends SafeEmitter<MediaServiceEvents> {
       consumersPerRouter: options.consumersPerRouter ?? 400,
       maxTransportsPerParticipant: options.maxTransportsPerParticipant ?? 4,
       maxProducersPerParticipant: options.maxProducersPerParticipant ?? 4,
+      maxConsumersPerParticipant: options.maxConsumersPerParticipant ?? 16,
       initialAvailableOutgoingBitrate: options.initialAvailableOutgoingBitrate ?? 1_000_000,
     });
   }
@@ -184,7 +191,12 @@ export class MediaService extends SafeEmitter<MediaServiceEvents> {
     return this.#room(roomId).produce(participantId, options);
   }
 
-  /** `sfu.consume` on a recv transport. The consumer starts paused: see {@link resumeConsumer}. */
+  /**
+   * `sfu.consume` on a recv transport. The consumer starts paused: see {@link resumeConsumer}. A
+   * producer is consumed at most once per transport: consuming it again there answers the
+   * existing consumer (paused again), creating none. Over `maxConsumersPerParticipant`:
+   * `SfuError('FORBIDDEN')` naming the limit.
+   */
   async consume(roomId: string, participantId: string, options: ConsumeOptions): Promise<ConsumerInfo> {
     return this.#room(roomId).consume(participantId, options);
   }
@@ -423,6 +435,7 @@ export class MediaService extends SafeEmitter<MediaServiceEvents> {
       consumersPerRouter: this.#options.consumersPerRouter,
       maxTransportsPerParticipant: this.#options.maxTransportsPerParticipant,
       maxProducersPerParticipant: this.#options.maxProducersPerParticipant,
+      maxConsumersPerParticipant: this.#options.maxConsumersPerParticipant,
       initialAvailableOutgoingBitrate: this.#options.initialAvailableOutgoingBitrate,
       logger: this.#logger,
     });

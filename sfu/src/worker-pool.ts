@@ -148,8 +148,12 @@ type Slot = {
 
 /**
  * A fixed number of mediasoup workers, each with a WebRtcServer (one UDP and one TCP port per
- * worker). A worker that dies is reported (`workerdied`) and started again after a backoff
- * (`workerrestarted`); a failed start is retried with the same backoff.
+ * worker). A worker that dies, or closes without the pool asking, is reported (`workerdied`) and
+ * started again after a backoff (`workerrestarted`); a failed start is retried with the same backoff.
+ *
+ * mediasoup's `Worker` closes itself on the process's first SIGTERM or SIGINT; the pool removes
+ * those listeners from every worker it starts, so that media lasts until the owner closes the
+ * pool (a drain closes it last).
  */
 export class WorkerPool extends SafeEmitter<WorkerPoolEvents> {
   #options: WorkerPoolOptions;
@@ -270,11 +274,16 @@ export class WorkerPool extends SafeEmitter<WorkerPoolEvents> {
 
   async #spawn(index: number): Promise<PooledWorker> {
     const { listenIp, announcedAddress, rtcBasePort, portRange } = this.#options;
-    const worker = await mediasoup.createWorker({
+    const signalListenersBefore = signalListeners();
+    const starting = mediasoup.createWorker({
       logLevel: this.#options.workerLogLevel ?? 'warn',
       ...(this.#options.workerBin ? { workerBin: this.#options.workerBin } : {}),
       appData: { workerIndex: index },
     });
+    // The Worker constructor ran synchronously inside createWorker: what it added is exactly what
+    // is new since the snapshot, and nothing else ran in between.
+    removeSignalListenersAddedSince(signalListenersBefore);
+    const worker = await starting;
     try {
       const base = { ip: listenIp, ...(announcedAddress ? { announcedAddress } : {}) };
       const where = rtcBasePort > 0 ? { port: rtcBasePort + index } : { portRange: { ...portRange } };
@@ -296,6 +305,10 @@ export class WorkerPool extends SafeEmitter<WorkerPoolEvents> {
   #adopt(slot: Slot, pooled: PooledWorker): void {
     slot.current = pooled;
     pooled.worker.on('died', (error) => this.#onDied(slot, pooled, error));
+    // The pool detaches a worker before closing it; a close of the current worker came from elsewhere.
+    pooled.worker.observer.once('close', () =>
+      this.#onDied(slot, pooled, new Error(`worker ${pooled.pid} closed unexpectedly`)),
+    );
     if (!pooled.alive) {
       // Died between its start and now, before anyone listened: treat it like any death.
       this.#onDied(slot, pooled, new Error(`worker ${pooled.pid} died during start-up`));
@@ -342,6 +355,24 @@ export class WorkerPool extends SafeEmitter<WorkerPoolEvents> {
     this.#restarts += 1;
     this.#adopt(slot, pooled);
     this.safeEmit('workerrestarted', { workerIndex: slot.index, pid: pooled.pid });
+  }
+}
+
+/** Signals on which mediasoup's `Worker` closes itself (`process.once`) unless its listeners are removed. */
+const WORKER_SIGNALS = ['SIGTERM', 'SIGINT'] as const;
+
+type SignalListeners = Record<(typeof WORKER_SIGNALS)[number], NodeJS.SignalsListener[]>;
+
+function signalListeners(): SignalListeners {
+  return { SIGTERM: process.listeners('SIGTERM'), SIGINT: process.listeners('SIGINT') };
+}
+
+/** Removes the SIGTERM and SIGINT listeners added since `before`, and only those. */
+function removeSignalListenersAddedSince(before: SignalListeners): void {
+  for (const signal of WORKER_SIGNALS) {
+    for (const listener of process.listeners(signal)) {
+      if (!before[signal].includes(listener)) process.removeListener(signal, listener);
+    }
   }
 }
 

@@ -1,9 +1,18 @@
+import type { types } from 'mediasoup';
 import { beforeAll, describe, expect, it } from 'vitest';
 
 import { SfuError } from '../src/errors.js';
 import { MediaService } from '../src/media-service.js';
 import { useMediaService } from '../../test-support/media-fixture.js';
-import { opusRtpParameters, sleep, testServiceOptions, waitFor, type RtpSink } from '../../test-support/rtp.js';
+import {
+  flowsTo,
+  opusRtpParameters,
+  type RtpSink,
+  staysQuiet,
+  testServiceOptions,
+  waitFor,
+  type RtpSender,
+} from '../../test-support/rtp.js';
 
 /** Resolves to the SfuError code `promise` rejects with (fails when it resolves). */
 async function codeOf(promise: Promise<unknown> | (() => unknown)): Promise<string> {
@@ -23,11 +32,13 @@ describe('MediaService', () => {
   describe('plain RTP through one room', () => {
     const room = 'flow';
     let producerId: string;
+    let sender: RtpSender;
     let viewers: { participantId: string; consumerId: string; sink: RtpSink }[];
 
     beforeAll(async () => {
       const publisher = await sfu.publisher(room, 'presenter', 0x1111);
       producerId = publisher.producerId;
+      sender = publisher.sender;
       viewers = [];
       for (const participantId of ['v1', 'v2', 'v3']) {
         const viewer = await sfu.viewer(room, participantId, producerId);
@@ -47,14 +58,15 @@ describe('MediaService', () => {
     it('stops the flow while the producer is paused and restarts it on resume', async () => {
       await sfu.media.pauseProducer(room, 'presenter', producerId);
       expect(sfu.media.listProducers(room)[0]?.paused).toBe(true);
-      await sleep(150); // packets in flight
-      const before = viewers.map((v) => v.sink.received);
-      await sleep(400);
-      expect(viewers.map((v) => v.sink.received)).toEqual(before);
+      await staysQuiet(
+        viewers.map((v) => v.sink),
+        sender,
+      );
 
       await sfu.media.resumeProducer(room, 'presenter', producerId);
-      await waitFor(
-        () => viewers.every((v, i) => v.sink.received >= before[i]! + 10),
+      await flowsTo(
+        viewers.map((v) => v.sink),
+        10,
         'RTP flowing again after resume',
       );
     });
@@ -83,10 +95,10 @@ describe('MediaService', () => {
       );
       expect(sfu.media.listProducers(room)).toEqual([]);
       expect(sfu.media.roomInfo(room)).toMatchObject({ producers: 0, consumers: 0, transports: 4 });
-      await sleep(100);
-      const after = viewers.map((v) => v.sink.received);
-      await sleep(300);
-      expect(viewers.map((v) => v.sink.received)).toEqual(after);
+      await staysQuiet(
+        viewers.map((v) => v.sink),
+        sender,
+      );
       expect(await codeOf(sfu.media.resumeConsumer(room, 'v1', viewers[0]!.consumerId))).toBe('NOT_FOUND');
     });
 
@@ -271,6 +283,64 @@ describe('MediaService', () => {
     });
   });
 
+  describe('one consumer per producer and transport', () => {
+    const room = 'once';
+    let publisher: { producerId: string; sender: RtpSender };
+    let caps: types.RtpCapabilities;
+    /** Consumers on the workers, as the pool counts them from mediasoup's own observers. */
+    const workerConsumers = (): number => sfu.media.workers().reduce((n, w) => n + w.consumers, 0);
+
+    beforeAll(async () => {
+      publisher = await sfu.publisher(room, 'pres', 0x5151);
+      caps = await sfu.media.getRouterRtpCapabilities(room);
+    });
+
+    it('answers a repeated consume with the existing consumer, paused again, and creates none', async () => {
+      const { producerId, sender } = publisher;
+      const viewer = await sfu.viewer(room, 'tap', producerId);
+      await flowsTo([viewer.sink]);
+      const before = { room: sfu.media.roomInfo(room)!.consumers, workers: workerConsumers() };
+
+      const again = await sfu.media.consume(room, 'tap', {
+        transportId: viewer.transportId,
+        producerId,
+        rtpCapabilities: caps,
+      });
+      expect(again).toMatchObject({ consumerId: viewer.consumerId, producerId, kind: 'audio', paused: true });
+      expect(sfu.media.roomInfo(room)!.consumers).toBe(before.room);
+      expect(workerConsumers()).toBe(before.workers);
+
+      // Paused again, as a first consume leaves it: nothing until the client resumes it.
+      await staysQuiet([viewer.sink], sender);
+      await sfu.media.resumeConsumer(room, 'tap', again.consumerId);
+      await flowsTo([viewer.sink]);
+      expect(viewer.sink.ssrcs.size).toBe(1);
+    });
+
+    it('creates one consumer for consumes racing on one transport', async () => {
+      const { transportId } = await sfu.media.createPlainTransport(room, 'racer', { direction: 'recv' });
+      const before = { room: sfu.media.roomInfo(room)!.consumers, workers: workerConsumers() };
+      const answers = await Promise.all(
+        Array.from({ length: 5 }, () =>
+          sfu.media.consume(room, 'racer', { transportId, producerId: publisher.producerId, rtpCapabilities: caps }),
+        ),
+      );
+      expect(new Set(answers.map((a) => a.consumerId)).size).toBe(1);
+      expect(sfu.media.roomInfo(room)!.consumers).toBe(before.room + 1);
+      expect(workerConsumers()).toBe(before.workers + 1);
+
+      // Another transport of the same participant gets its own consumer.
+      const second = await sfu.media.createPlainTransport(room, 'racer', { direction: 'recv' });
+      const other = await sfu.media.consume(room, 'racer', {
+        transportId: second.transportId,
+        producerId: publisher.producerId,
+        rtpCapabilities: caps,
+      });
+      expect(other.consumerId).not.toBe(answers[0]!.consumerId);
+      expect(workerConsumers()).toBe(before.workers + 2);
+    });
+  });
+
   it('counts what it holds', () => {
     const stats = sfu.media.stats();
     expect(stats).toMatchObject({ workers: 2, workersAlive: 2, workerRestarts: 0 });
@@ -291,5 +361,50 @@ describe('MediaService', () => {
       await Promise.all([locked.close(), locked.close()]);
     }
     expect(await codeOf(locked.getRouterRtpCapabilities('r'))).toBe('UNAVAILABLE');
+  });
+});
+
+describe('MediaService: consumers per participant', () => {
+  const sfu = useMediaService({ maxConsumersPerParticipant: 3 });
+  const room = 'capped';
+
+  it('refuses a consumer over the cap, naming it, counting consumes under way', async () => {
+    const a = await sfu.publisher(room, 'pa', 0x6101);
+    const b = await sfu.publisher(room, 'pb', 0x6102);
+    const caps = await sfu.media.getRouterRtpCapabilities(room);
+    const recv = async (participantId: string): Promise<string> =>
+      (await sfu.media.createPlainTransport(room, participantId, { direction: 'recv' })).transportId;
+    const consume = (participantId: string, transportId: string, producerId: string) =>
+      sfu.media.consume(room, participantId, { transportId, producerId, rtpCapabilities: caps });
+    const [t1, t2] = [await recv('viewer'), await recv('viewer')];
+
+    // Four different (transport, producer) pairs at once: three consumers, the fourth refused.
+    const results = await Promise.allSettled([
+      consume('viewer', t1, a.producerId),
+      consume('viewer', t1, b.producerId),
+      consume('viewer', t2, a.producerId),
+      consume('viewer', t2, b.producerId),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'fulfilled', 'rejected']);
+    const refused = (results[3] as PromiseRejectedResult).reason as unknown;
+    expect(refused).toBeInstanceOf(SfuError);
+    expect(refused).toMatchObject({
+      code: 'FORBIDDEN',
+      message: 'consumer limit reached: at most 3 consumers per participant',
+    });
+    expect(sfu.media.roomInfo(room)!.consumers).toBe(3);
+
+    // A consumer it holds is still answered (nothing is created); someone else has a cap of its own.
+    const held = (results[0] as PromiseFulfilledResult<{ consumerId: string }>).value;
+    expect((await consume('viewer', t1, a.producerId)).consumerId).toBe(held.consumerId);
+    await consume('other', await recv('other'), b.producerId);
+    expect(sfu.media.roomInfo(room)!.consumers).toBe(4);
+
+    // A consumer that goes away frees its place, and the cap still holds after.
+    await sfu.media.closeProducer(room, 'pb', b.producerId);
+    const c = await sfu.publisher(room, 'pc', 0x6103);
+    await consume('viewer', t2, c.producerId);
+    expect(await codeOf(consume('viewer', t1, c.producerId))).toBe('FORBIDDEN');
+    expect(sfu.media.roomInfo(room)!.consumers).toBe(3);
   });
 });

@@ -1,15 +1,9 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 
 import { useMediaService } from '../../test-support/media-fixture.js';
-import { sleep, waitFor, type RtpSink } from '../../test-support/rtp.js';
+import { flowsTo, waitFor, type RtpSink } from '../../test-support/rtp.js';
 
 type Viewer = { participantId: string; consumerId: string; transportId: string; sink: RtpSink };
-
-/** Resolves once every sink got `count` more packets than it has now. */
-async function flowing(sinks: RtpSink[], what: string, count = 10): Promise<void> {
-  const base = sinks.map((s) => s.received);
-  await waitFor(() => sinks.every((s, i) => s.received >= base[i]! + count), what);
-}
 
 describe('RoomMedia: consumer budget, pipes across routers, active speaker', () => {
   const room = 'big-room';
@@ -31,8 +25,9 @@ describe('RoomMedia: consumer budget, pipes across routers, active speaker', () 
     expect(info.routers).toBe(4);
     expect(new Set(info.routerWorkers)).toEqual(new Set([0, 1]));
     expect(info.consumers).toBe(10);
-    await flowing(
+    await flowsTo(
       viewers.map((v) => v.sink),
+      10,
       'RTP at all 10 sinks',
     );
     // Two routers share a worker: the pipe between them works too (mediasoup 3.19 failed there).
@@ -81,8 +76,9 @@ describe('RoomMedia: consumer budget, pipes across routers, active speaker', () 
     expect(events.producerClosed).toEqual([]);
     expect(sfu.media.roomInfo(room)!.consumers).toBe(consumersBefore - lost.length * 2);
 
-    await flowing(
+    await flowsTo(
       kept.map((v) => v.sink),
+      10,
       'RTP at the viewers on the surviving worker',
     );
 
@@ -93,7 +89,7 @@ describe('RoomMedia: consumer budget, pipes across routers, active speaker', () 
     const back = lost[0]!;
     const rejoined = await sfu.viewer(room, back.participantId, firstProducerId);
     viewers.push({ participantId: back.participantId, ...rejoined });
-    await flowing([rejoined.sink], 'RTP at the viewer that came back');
+    await flowsTo([rejoined.sink], 10, 'RTP at the viewer that came back');
     expect(sfu.media.roomInfo(room)!.routerWorkers.at(-1)).toBe(victim.workerIndex);
   });
 
@@ -128,7 +124,7 @@ describe('RoomMedia: consumer budget, pipes across routers, active speaker', () 
     await sfu.media.resumeConsumer(room, rejoined.participantId, consumer.consumerId);
     const ssrc = consumer.rtpParameters.encodings?.[0]?.ssrc;
     await waitFor(() => rejoined.sink.lastSsrc === ssrc, 'the re-published stream at the viewer');
-    await flowing([rejoined.sink], 'RTP from the re-published producer');
+    await flowsTo([rejoined.sink], 10, 'RTP from the re-published producer');
   });
 });
 
@@ -147,7 +143,7 @@ describe('RoomMedia: worker death', () => {
     expect(workerA).toHaveLength(1);
     expect(workerB).toHaveLength(1);
     expect(workerA[0]).not.toBe(workerB[0]);
-    await flowing([...aViewers.map((v) => v.sink), bViewer.sink], 'RTP in both rooms');
+    await flowsTo([...aViewers.map((v) => v.sink), bViewer.sink], 10, 'RTP in both rooms');
 
     const victim = sfu.media.workers().find((w) => w.workerIndex === workerA[0])!;
     process.kill(victim.pid, 'SIGKILL');
@@ -173,7 +169,7 @@ describe('RoomMedia: worker death', () => {
     expect(sfu.media.roomInfo('room-a')).toMatchObject({ routers: 0, transports: 0, producers: 0, consumers: 0 });
     expect(sfu.media.listProducers('room-a')).toEqual([]);
 
-    await flowing([bViewer.sink], 'RTP in the other room after the death');
+    await flowsTo([bViewer.sink], 10, 'RTP in the other room after the death');
     expect(sfu.media.roomInfo('room-b')).toMatchObject({ routers: 1, transports: 2, producers: 1, consumers: 1 });
 
     await waitFor(() => events.workerRestarted.length === 1, 'workerrestarted');
@@ -183,8 +179,7 @@ describe('RoomMedia: worker death', () => {
     // The presenter publishes again; a viewer consumes again.
     const again = await sfu.publisher('room-a', 'pa', 0xb3);
     const viewerAgain = await sfu.viewer('room-a', 'a1', again.producerId);
-    await flowing([viewerAgain.sink], 'RTP in the recovered room');
+    await flowsTo([viewerAgain.sink], 10, 'RTP in the recovered room');
     expect(sfu.media.roomInfo('room-a')!.routers).toBe(1);
-    await sleep(0);
   });
 });

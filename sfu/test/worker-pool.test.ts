@@ -32,12 +32,23 @@ describe('RestartBackoff', () => {
   });
 });
 
+/** The process's SIGTERM and SIGINT listeners now. */
+function signalListeners(): Record<'SIGTERM' | 'SIGINT', NodeJS.SignalsListener[]> {
+  return { SIGTERM: process.listeners('SIGTERM'), SIGINT: process.listeners('SIGINT') };
+}
+
 describe('WorkerPool', () => {
   let pool: WorkerPool;
   const died: PoolWorkerDiedEvent[] = [];
   const restarted: PoolWorkerRestartedEvent[] = [];
+  /** The application's own drain handler, there before the pool starts. */
+  const drainOnSignal = (): void => undefined;
+  let signalsBefore: ReturnType<typeof signalListeners>;
 
   beforeAll(async () => {
+    process.on('SIGTERM', drainOnSignal);
+    process.on('SIGINT', drainOnSignal);
+    signalsBefore = signalListeners();
     pool = await createPool(2);
     pool.on('workerdied', (event) => died.push(event));
     pool.on('workerrestarted', (event) => restarted.push(event));
@@ -45,6 +56,14 @@ describe('WorkerPool', () => {
 
   afterAll(async () => {
     await pool.close();
+    process.off('SIGTERM', drainOnSignal);
+    process.off('SIGINT', drainOnSignal);
+  });
+
+  it('leaves no SIGTERM or SIGINT listener of mediasoup behind, and keeps the process’s own', () => {
+    expect(signalListeners()).toEqual(signalsBefore);
+    expect(signalsBefore.SIGTERM).toContain(drainOnSignal);
+    expect(signalsBefore.SIGINT).toContain(drainOnSignal);
   });
 
   it('starts the workers, each with a WebRtcServer on its own ephemeral UDP and TCP ports', async () => {
@@ -87,6 +106,25 @@ describe('WorkerPool', () => {
     const router = await pool.alive[1]!.worker.createRouter();
     expect(router.closed).toBe(false);
     router.close();
+  });
+
+  it('restarts a worker closed behind its back, like a death, again without signal listeners', async () => {
+    const victim = pool.alive[0]!;
+    victim.worker.close();
+    await waitFor(() => restarted.length === 2, 'the restart of the closed worker');
+
+    expect(died).toHaveLength(2);
+    expect(died[1]).toMatchObject({ workerIndex: 0, pid: victim.pid });
+    expect(died[1]!.error.message).toMatch(/closed unexpectedly/);
+    expect(restarted[1]!.workerIndex).toBe(0);
+    expect(restarted[1]!.pid).not.toBe(victim.pid);
+    expect(pool.restarts).toBe(2);
+    expect(pool.alive.map((w) => w.index)).toEqual([0, 1]);
+    const router = await pool.alive[0]!.worker.createRouter();
+    expect(router.closed).toBe(false);
+    router.close();
+    // Both restarted workers (after the death above and after this close) removed theirs too.
+    expect(signalListeners()).toEqual(signalsBefore);
   });
 
   it('reports no worker once closed, and closes twice safely', async () => {

@@ -212,6 +212,7 @@ export async function spawnNode(
       SIGNALING_JWT_SECRET: TEST_SECRET,
       SIGNALING_ADMIN_TOKEN: ADMIN_TOKEN,
       MEDIA_ENABLED: 'false',
+      ...(process.env.MEDIASOUP_WORKER_BIN ? { MEDIASOUP_WORKER_BIN: process.env.MEDIASOUP_WORKER_BIN } : {}),
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,13 +1,20 @@
 /**
  * What the media tests of the signaling server share: a node with media over plain RTP, a
- * presenter publishing opus fed by an {@link RtpSender}, and a client consuming it on an
- * {@link RtpSink}.
+ * presenter publishing opus fed by an {@link RtpSender}, and a moderator's tap consuming it on
+ * an {@link RtpSink}.
  */
 import { expect } from 'vitest';
 import { opusRtpParameters, RtpSink, type RtpSender } from './rtp.js';
-import { startTestNode, type TestNode } from './harness.js';
-import type { MethodData, MethodResult } from '../signaling/client/index.js';
-import { GENEROUS_LIMITS, type RecordingClient } from './room-helpers.js';
+import { startTestNode, type RawSocket, type TestNode } from './harness.js';
+import {
+  RequestError,
+  type JoinResult,
+  type MethodData,
+  type MethodName,
+  type MethodResult,
+  type TradingRoomClient,
+} from '../signaling/client/index.js';
+import { GENEROUS_LIMITS } from './room-helpers.js';
 
 /** Media on, two mediasoup workers on ephemeral ports, plain RTP transports allowed, no limits in the way. */
 export const MEDIA_ENV: Readonly<Record<string, string>> = Object.freeze({
@@ -33,9 +40,29 @@ export async function startMediaNode(env: Record<string, string> = {}): Promise<
 export type PlainTransport = MethodResult<'sfu.createPlainTransport'>;
 type MediaSource = MethodData<'sfu.produce'>['source'];
 
+/** What the helpers need of a participant: typed requests, and the router capabilities of its join. */
+export interface MediaParticipant {
+  readonly client: Pick<TradingRoomClient, 'request'>;
+  readonly join: Pick<JoinResult, 'routerRtpCapabilities'>;
+}
+
+/**
+ * A {@link MediaParticipant} over a joined raw socket, which (unlike the SDK) stays through a
+ * drain; an error response rejects with a `RequestError` carrying its code.
+ */
+export function rawParticipant(raw: RawSocket, join: JoinResult): MediaParticipant {
+  const request = async (method: MethodName, data: unknown): Promise<unknown> => {
+    const response = await raw.request(method, data);
+    if (response.ok === true) return response.data;
+    const error = response.error as { code: RequestError['code']; message: string };
+    throw new RequestError(error.code, error.message);
+  };
+  return { join, client: { request: request as TradingRoomClient['request'] } };
+}
+
 /** `sfu.produce` of opus with `ssrc` on `transportId`, as `c` (whether it is to succeed or not). */
 export function produceOpus(
-  c: RecordingClient,
+  c: MediaParticipant,
   transportId: string,
   ssrc: number,
   source: MediaSource = 'microphone',
@@ -53,7 +80,7 @@ export function produceOpus(
  * sender's SSRC, and the sender sends to the transport from now on.
  */
 export async function publishOpus(
-  presenter: RecordingClient,
+  presenter: MediaParticipant,
   sender: RtpSender,
   source: MediaSource = 'microphone',
 ): Promise<{ producerId: string; transport: PlainTransport }> {
@@ -64,11 +91,11 @@ export async function publishOpus(
 }
 
 /**
- * A client consuming `producerId` on a plain recv transport connected to a new sink (added to
- * `sinks`, which the caller closes), the consumer resumed.
+ * A moderator consuming `producerId` on a plain recv transport (a tap) connected to a new sink
+ * (added to `sinks`, which the caller closes), the consumer resumed.
  */
 export async function consumeToSink(
-  c: RecordingClient,
+  c: MediaParticipant,
   producerId: string,
   sinks: RtpSink[],
 ): Promise<{ sink: RtpSink; transportId: string; consumerId: string }> {

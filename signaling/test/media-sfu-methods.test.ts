@@ -1,15 +1,22 @@
 /**
  * Every `sfu.*` method through a real node (two mediasoup workers, plain RTP enabled), driven by
  * SDK clients: a presenter publishes opus over a comedia plain transport fed by a dgram socket,
- * traders consume it on plain recv transports connected to dgram sinks. Covers the flow itself,
- * pause/resume/close with their notifications, WebRTC transports, the role and ownership checks,
- * unknown ids, moderation (mute, pause someone else's producer, demotion) and leaving.
+ * moderators' taps consume it on plain recv transports connected to dgram sinks, a trader on a
+ * WebRTC transport. Covers the flow itself, pause/resume/close with their notifications, WebRTC
+ * transports, the role and ownership checks, unknown ids, moderation (mute, pause someone else's
+ * producer, demotion) and leaving.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RtpSender, RtpSink } from '../../test-support/rtp.js';
+import { flowsTo, RtpSender, RtpSink, staysQuiet } from '../../test-support/rtp.js';
 import { eventually, type TestNode } from '../../test-support/harness.js';
 import type { EventData, EventName, Notification } from '../client/index.js';
-import { consumeToSink, produceOpus, publishOpus, startMediaNode, type PlainTransport } from '../../test-support/media-flow.js';
+import {
+  consumeToSink,
+  produceOpus,
+  publishOpus,
+  startMediaNode,
+  type PlainTransport,
+} from '../../test-support/media-flow.js';
 import { joinRecording, type RecordingClient } from '../../test-support/room-helpers.js';
 
 const ROOM = 'media-methods-room';
@@ -64,32 +71,15 @@ function codesOf(cases: readonly [string, Promise<unknown>][]): Promise<[string,
   );
 }
 
-/** Waits until every sink received `by` more packets than now. */
-async function flowsTo(sinks: readonly RtpSink[], by = 5): Promise<void> {
-  const start = sinks.map((s) => s.received);
-  await eventually(() => sinks.every((s, i) => s.received >= (start[i] as number) + by), 5000, 'RTP at the sinks');
-}
-
-/**
- * Asserts that none of `sinks` gets a packet while `sender` sends `packets` more. Packets already
- * in flight when called are let through first (the sender's next 3).
- */
-async function staysQuiet(sinks: readonly RtpSink[], sender: RtpSender, packets = 15): Promise<void> {
-  let from = sender.sent;
-  await eventually(() => sender.sent >= from + 3, 5000, 'the sender');
-  const start = sinks.map((s) => s.received);
-  from = sender.sent;
-  await eventually(() => sender.sent >= from + packets, 5000, 'the sender');
-  expect(sinks.map((s) => s.received)).toEqual(start);
-}
-
 type Viewer = { transportId: string; consumerId: string; sink: RtpSink };
 
 describe('sfu.* through the signaling server', () => {
   let t: TestNode;
   let presenter: RecordingClient;
   let moderator: RecordingClient;
-  let traders: RecordingClient[];
+  let trader: RecordingClient;
+  /** Moderators tapping the presenter's audio (plain recv transports are theirs). */
+  let taps: RecordingClient[];
   let everyone: RecordingClient[];
   let sender: RtpSender;
   let publish: PlainTransport;
@@ -99,7 +89,7 @@ describe('sfu.* through the signaling server', () => {
 
   const request = (c: RecordingClient) => c.client.request.bind(c.client);
 
-  /** A trader's plain recv transport connected to a new sink, and a (paused) consumer of `producerId`. */
+  /** A tap's plain recv transport connected to a new sink, and a (paused) consumer of `producerId`. */
   async function plainViewer(c: RecordingClient, producerId: string): Promise<Viewer> {
     const sink = await RtpSink.open();
     sinks.push(sink);
@@ -120,10 +110,10 @@ describe('sfu.* through the signaling server', () => {
     t = await startMediaNode();
     presenter = await joinRecording(t, 'mm-presenter', { roomId: ROOM, role: 'presenter' });
     moderator = await joinRecording(t, 'mm-moderator', { roomId: ROOM, role: 'moderator' });
-    traders = [];
-    for (let i = 0; i < 3; i++)
-      traders.push(await joinRecording(t, `mm-trader-${i}`, { roomId: ROOM, role: 'trader' }));
-    everyone = [presenter, moderator, ...traders];
+    trader = await joinRecording(t, 'mm-trader', { roomId: ROOM, role: 'trader' });
+    taps = [];
+    for (let i = 0; i < 3; i++) taps.push(await joinRecording(t, `mm-tap-${i}`, { roomId: ROOM, role: 'moderator' }));
+    everyone = [presenter, moderator, trader, ...taps];
     sender = new RtpSender(MIC_SSRC);
   });
 
@@ -164,22 +154,21 @@ describe('sfu.* through the signaling server', () => {
   });
 
   it('traders may not publish: sfu.produce, plain and WebRTC send transports are FORBIDDEN', async () => {
-    const trader = traders[0] as RecordingClient;
     await rejectsWith(produceOpus(trader, publish.transportId, MIC_SSRC), 'FORBIDDEN');
     await rejectsWith(request(trader)('sfu.createPlainTransport', { direction: 'send', comedia: true }), 'FORBIDDEN');
     await rejectsWith(request(trader)('sfu.createTransport', { direction: 'send' }), 'FORBIDDEN');
     expect(t.node.media?.service.roomInfo(ROOM)).toMatchObject({ transports: 1, producers: 1 });
   });
 
-  it('each trader consumes on a plain recv transport: nothing before sfu.resumeConsumer, then RTP at every sink', async () => {
+  it('each tap consumes on a plain recv transport: nothing before sfu.resumeConsumer, then RTP at every sink', async () => {
     viewers = [];
-    for (const trader of traders) viewers.push(await plainViewer(trader, micId));
+    for (const tap of taps) viewers.push(await plainViewer(tap, micId));
     const [first, ...rest] = viewers as [Viewer, ...Viewer[]];
 
     // Only the first consumer is resumed: its sink fills while the others, still paused, stay empty.
-    expect(
-      await request(traders[0] as RecordingClient)('sfu.resumeConsumer', { consumerId: first.consumerId }),
-    ).toEqual({});
+    expect(await request(taps[0] as RecordingClient)('sfu.resumeConsumer', { consumerId: first.consumerId })).toEqual(
+      {},
+    );
     await flowsTo([first.sink], 10);
     await staysQuiet(
       rest.map((v) => v.sink),
@@ -188,7 +177,7 @@ describe('sfu.* through the signaling server', () => {
     expect(rest.map((v) => v.sink.received)).toEqual(rest.map(() => 0));
 
     for (const [i, viewer] of rest.entries()) {
-      await request(traders[i + 1] as RecordingClient)('sfu.resumeConsumer', { consumerId: viewer.consumerId });
+      await request(taps[i + 1] as RecordingClient)('sfu.resumeConsumer', { consumerId: viewer.consumerId });
     }
     await flowsTo(
       viewers.map((v) => v.sink),
@@ -220,19 +209,18 @@ describe('sfu.* through the signaling server', () => {
   });
 
   it('a trader may not pause, resume or close the presenter’s producer; a moderator may', async () => {
-    const trader = traders[1] as RecordingClient;
     for (const method of ['sfu.pauseProducer', 'sfu.resumeProducer', 'sfu.closeProducer'] as const) {
       await rejectsWith(request(trader)(method, { producerId: micId }), 'FORBIDDEN');
     }
     await flowsTo(viewers.map((v) => v.sink));
 
-    const pausedBefore = eventsOf(traders[2] as RecordingClient, 'producer.paused').length;
+    const pausedBefore = eventsOf(trader, 'producer.paused').length;
     expect(await request(moderator)('sfu.pauseProducer', { producerId: micId })).toEqual({});
     await staysQuiet(
       viewers.map((v) => v.sink),
       sender,
     );
-    await eventually(() => eventsOf(traders[2] as RecordingClient, 'producer.paused').length === pausedBefore + 1);
+    await eventually(() => eventsOf(trader, 'producer.paused').length === pausedBefore + 1);
     expect(await request(moderator)('sfu.resumeProducer', { producerId: micId })).toEqual({});
     await flowsTo(viewers.map((v) => v.sink));
   });
@@ -242,7 +230,6 @@ describe('sfu.* through the signaling server', () => {
   let cameraId: string;
 
   it('WebRTC transports: sfu.createTransport, sfu.connectTransport, sfu.restartIce, sfu.produce on it', async () => {
-    const trader = traders[0] as RecordingClient;
     const recv = await request(trader)('sfu.createTransport', { direction: 'recv' });
     expect(recv).toMatchObject({
       transportId: expect.any(String),
@@ -332,27 +319,25 @@ describe('sfu.* through the signaling server', () => {
     // mediasoup's simple (non-simulcast) consumers accept preferred layers and ignore them: the
     // method answers {} and the audio keeps flowing. Negative layers fail the schema.
     const viewer = viewers[0] as Viewer;
-    const trader = traders[0] as RecordingClient;
-    expect(await request(trader)('sfu.setConsumerLayers', { consumerId: viewer.consumerId, spatialLayer: 0 })).toEqual(
-      {},
-    );
+    const tap = taps[0] as RecordingClient;
+    expect(await request(tap)('sfu.setConsumerLayers', { consumerId: viewer.consumerId, spatialLayer: 0 })).toEqual({});
     expect(
-      await request(trader)('sfu.setConsumerLayers', {
+      await request(tap)('sfu.setConsumerLayers', {
         consumerId: viewer.consumerId,
         spatialLayer: 2,
         temporalLayer: 1,
       }),
     ).toEqual({});
     await rejectsWith(
-      request(trader)('sfu.setConsumerLayers', { consumerId: viewer.consumerId, spatialLayer: -1 }),
+      request(tap)('sfu.setConsumerLayers', { consumerId: viewer.consumerId, spatialLayer: -1 }),
       'BAD_REQUEST',
     );
     await flowsTo([viewer.sink]);
-    expect(eventsOf(trader, 'consumer.layersChanged')).toEqual([]);
+    expect(eventsOf(tap, 'consumer.layersChanged')).toEqual([]);
   });
 
   it('unknown ids are NOT_FOUND, for every method that takes one', async () => {
-    const c = traders[0] as RecordingClient;
+    const c = trader;
     const caps = c.join.routerRtpCapabilities as never;
     const cases: [string, Promise<unknown>][] = [
       ['connectTransport', request(c)('sfu.connectTransport', { transportId: UNKNOWN_ID, dtlsParameters: BOGUS_DTLS })],
@@ -381,7 +366,7 @@ describe('sfu.* through the signaling server', () => {
   });
 
   it('someone else’s transport or consumer is FORBIDDEN', async () => {
-    const [owner, other] = traders as [RecordingClient, RecordingClient];
+    const [owner, other] = taps as [RecordingClient, RecordingClient];
     const ownerViewer = viewers[0] as Viewer;
     const caps = other.join.routerRtpCapabilities as never;
     const cases: [string, Promise<unknown>][] = [
@@ -446,16 +431,12 @@ describe('sfu.* through the signaling server', () => {
       expect(removed.seq).toEqual(expect.any(Number));
       expect(removed.data.reason).toBe('closed');
     }
-    for (const [i, trader] of traders.entries()) {
-      const closed = await waitEvent(
-        trader,
-        'consumer.closed',
-        (d) => d.consumerId === (viewers[i] as Viewer).consumerId,
-      );
+    for (const [i, tap] of taps.entries()) {
+      const closed = await waitEvent(tap, 'consumer.closed', (d) => d.consumerId === (viewers[i] as Viewer).consumerId);
       expect(closed.data).toEqual({ consumerId: (viewers[i] as Viewer).consumerId, reason: 'producer-closed' });
       // Nobody gets someone else's consumer.closed.
       const others = viewers.filter((_, j) => j !== i).map((v) => v.consumerId);
-      expect(eventsOf(trader, 'consumer.closed', (d) => others.includes(d.consumerId))).toEqual([]);
+      expect(eventsOf(tap, 'consumer.closed', (d) => others.includes(d.consumerId))).toEqual([]);
     }
     expect(eventsOf(presenter, 'consumer.closed')).toEqual([]);
     expect(eventsOf(moderator, 'consumer.closed')).toEqual([]);
@@ -465,7 +446,7 @@ describe('sfu.* through the signaling server', () => {
     );
     await rejectsWith(request(presenter)('sfu.closeProducer', { producerId: micId }), 'NOT_FOUND');
     await rejectsWith(
-      request(traders[0] as RecordingClient)('sfu.resumeConsumer', { consumerId: (viewers[0] as Viewer).consumerId }),
+      request(taps[0] as RecordingClient)('sfu.resumeConsumer', { consumerId: (viewers[0] as Viewer).consumerId }),
       'NOT_FOUND',
     );
   });
@@ -475,9 +456,9 @@ describe('sfu.* through the signaling server', () => {
     const guestSender = new RtpSender(SECOND_SSRC);
     try {
       const { producerId } = await publishOpus(guest, guestSender, 'screen-audio');
-      const trader = traders[1] as RecordingClient;
-      await waitEvent(trader, 'producer.added', (d) => d.producerId === producerId);
-      const { sink, consumerId } = await consumeToSink(trader, producerId, sinks);
+      const tap = taps[1] as RecordingClient;
+      await waitEvent(tap, 'producer.added', (d) => d.producerId === producerId);
+      const { sink, consumerId } = await consumeToSink(tap, producerId, sinks);
       await flowsTo([sink]);
 
       expect(await guest.client.request('room.leave', {})).toEqual({});
@@ -486,7 +467,7 @@ describe('sfu.* through the signaling server', () => {
         expect(removed.data.reason).toBe('participant-left');
         await waitEvent(c, 'participant.left', (d) => d.participantId === guest.join.participantId);
       }
-      const closed = await waitEvent(trader, 'consumer.closed', (d) => d.consumerId === consumerId);
+      const closed = await waitEvent(tap, 'consumer.closed', (d) => d.consumerId === consumerId);
       expect(closed.data.reason).toBe('producer-closed');
       await staysQuiet([sink], guestSender);
       expect(t.node.media?.service.listProducers(ROOM).map((p) => p.producerId)).toEqual([cameraId]);
@@ -499,8 +480,8 @@ describe('sfu.* through the signaling server', () => {
   it('moderation.setRole demoting the presenter closes its producers at once (producer.removed)', async () => {
     // Publish the microphone again on the same comedia transport (the sender never stopped).
     const { producerId } = await produceOpus(presenter, publish.transportId, MIC_SSRC);
-    const trader = traders[2] as RecordingClient;
-    const { sink, consumerId } = await consumeToSink(trader, producerId, sinks);
+    const tap = taps[2] as RecordingClient;
+    const { sink, consumerId } = await consumeToSink(tap, producerId, sinks);
     await flowsTo([sink]);
 
     expect(
@@ -515,7 +496,7 @@ describe('sfu.* through the signaling server', () => {
       }
       await waitEvent(c, 'participant.updated', (d) => d.participant.participantId === presenter.join.participantId);
     }
-    const closed = await waitEvent(trader, 'consumer.closed', (d) => d.consumerId === consumerId);
+    const closed = await waitEvent(tap, 'consumer.closed', (d) => d.consumerId === consumerId);
     expect(closed.data.reason).toBe('producer-closed');
     await staysQuiet([sink], sender);
 

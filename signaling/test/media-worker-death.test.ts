@@ -48,7 +48,7 @@ class GapMonitor {
 
 type Flow = {
   presenter: RecordingClient;
-  trader: RecordingClient;
+  tap: RecordingClient;
   sender: RtpSender;
   sink: RtpSink;
   producerId: string;
@@ -62,25 +62,25 @@ describe('worker death under a live room', () => {
   const senders: RtpSender[] = [];
   const sinks: RtpSink[] = [];
 
-  /** A presenter publishing over plain RTP and a trader consuming it on a plain sink. */
+  /** A presenter publishing over plain RTP and a moderator's tap consuming it on a plain sink. */
   async function startFlow(
     roomId: string,
     presenter: RecordingClient,
-    trader: RecordingClient,
+    tap: RecordingClient,
     ssrc: number,
   ): Promise<Flow> {
     const sender = new RtpSender(ssrc);
     senders.push(sender);
     const { producerId, transport } = await publishOpus(presenter, sender);
-    const flow = await consumeFlow(trader, producerId);
-    return { presenter, trader, sender, producerId, sendTransportId: transport.transportId, ...flow };
+    const flow = await consumeFlow(tap, producerId);
+    return { presenter, tap, sender, producerId, sendTransportId: transport.transportId, ...flow };
   }
 
   async function consumeFlow(
-    trader: RecordingClient,
+    tap: RecordingClient,
     producerId: string,
   ): Promise<{ sink: RtpSink; recvTransportId: string; consumerId: string }> {
-    const { sink, transportId, consumerId } = await consumeToSink(trader, producerId, sinks);
+    const { sink, transportId, consumerId } = await consumeToSink(tap, producerId, sinks);
     await eventually(() => sink.received >= 5, 5000, 'RTP at the sink');
     return { sink, recvTransportId: transportId, consumerId };
   }
@@ -101,12 +101,12 @@ describe('worker death under a live room', () => {
 
     // The hit room lands on one worker; a new room afterwards goes to the other, least-loaded one.
     const hitPresenter = await joinRecording(t, 'death-presenter', { roomId: HIT, role: 'presenter' });
-    const hitTrader = await joinRecording(t, 'death-trader', { roomId: HIT });
+    const hitTap = await joinRecording(t, 'death-tap', { roomId: HIT, role: 'moderator' });
     const hitWatcher = await joinRecording(t, 'death-watcher', { roomId: HIT });
-    const hit = await startFlow(HIT, hitPresenter, hitTrader, 31313131);
+    const hit = await startFlow(HIT, hitPresenter, hitTap, 31313131);
     const safePresenter = await joinRecording(t, 'safe-presenter', { roomId: SAFE, role: 'presenter' });
-    const safeTrader = await joinRecording(t, 'safe-trader', { roomId: SAFE });
-    const safe = await startFlow(SAFE, safePresenter, safeTrader, 32323232);
+    const safeTap = await joinRecording(t, 'safe-tap', { roomId: SAFE, role: 'moderator' });
+    const safe = await startFlow(SAFE, safePresenter, safeTap, 32323232);
 
     const [hitWorker] = media.roomInfo(HIT)?.routerWorkers ?? [];
     const [safeWorker] = media.roomInfo(SAFE)?.routerWorkers ?? [];
@@ -124,7 +124,7 @@ describe('worker death under a live room', () => {
       process.kill(victim.pid, 'SIGKILL');
 
       // Everyone in the hit room: producer.removed, reason worker-died (durable).
-      for (const c of [hitPresenter, hitTrader, hitWatcher]) {
+      for (const c of [hitPresenter, hitTap, hitWatcher]) {
         await eventually(
           () => has(c, 'producer.removed', (d) => d.producerId === hit.producerId && d.reason === 'worker-died'),
           5000,
@@ -135,19 +135,15 @@ describe('worker death under a live room', () => {
       }
       // The owners: consumer.closed and transport.closed.
       await eventually(
-        () => has(hitTrader, 'consumer.closed', (d) => d.consumerId === hit.consumerId && d.reason === 'worker-died'),
+        () => has(hitTap, 'consumer.closed', (d) => d.consumerId === hit.consumerId && d.reason === 'worker-died'),
         5000,
         'consumer.closed worker-died',
       );
       await eventually(
         () =>
-          has(
-            hitTrader,
-            'transport.closed',
-            (d) => d.transportId === hit.recvTransportId && d.reason === 'worker-died',
-          ),
+          has(hitTap, 'transport.closed', (d) => d.transportId === hit.recvTransportId && d.reason === 'worker-died'),
         5000,
-        'transport.closed to the trader',
+        'transport.closed to the tap',
       );
       await eventually(
         () =>
@@ -163,7 +159,7 @@ describe('worker death under a live room', () => {
       expect(
         hitWatcher.notifications.filter((n) => n.event === 'consumer.closed' || n.event === 'transport.closed'),
       ).toEqual([]);
-      for (const c of [safePresenter, safeTrader]) {
+      for (const c of [safePresenter, safeTap]) {
         expect(
           c.notifications.filter((n) => ['producer.removed', 'consumer.closed', 'transport.closed'].includes(n.event)),
         ).toEqual([]);
@@ -172,10 +168,10 @@ describe('worker death under a live room', () => {
       // A room opened while the worker is down goes to a live worker and forwards at once.
       const victimDown = !media.workers().some((w) => w.workerIndex === victim.workerIndex);
       const latePresenter = await joinRecording(t, 'late-presenter', { roomId: LATE, role: 'presenter' });
-      const lateTrader = await joinRecording(t, 'late-trader', { roomId: LATE });
+      const lateTap = await joinRecording(t, 'late-tap', { roomId: LATE, role: 'moderator' });
       const [lateWorker] = media.roomInfo(LATE)?.routerWorkers ?? [];
       if (victimDown) expect(lateWorker).toBe(survivor.workerIndex);
-      const late = await startFlow(LATE, latePresenter, lateTrader, 33333333);
+      const late = await startFlow(LATE, latePresenter, lateTap, 33333333);
       expect(late.sink.received).toBeGreaterThan(0);
 
       // The pool brings the worker back under the same index, with a new pid.
@@ -190,22 +186,16 @@ describe('worker death under a live room', () => {
       expect(media.roomInfo(HIT)).toMatchObject({ routers: 0, transports: 0, producers: 0, consumers: 0 });
 
       // The hit room's old ids are gone.
-      await expect(
-        hitTrader.client.request('sfu.resumeConsumer', { consumerId: hit.consumerId }),
-      ).rejects.toMatchObject({
+      await expect(hitTap.client.request('sfu.resumeConsumer', { consumerId: hit.consumerId })).rejects.toMatchObject({
         code: 'NOT_FOUND',
       });
       const stalled = hit.sink.received;
       expect(stalled - hitReceived).toBeLessThan(10);
 
-      // Recovery: the presenter re-publishes on a new transport, the trader consumes again.
+      // Recovery: the presenter re-publishes on a new transport, the tap consumes again.
       const { producerId } = await publishOpus(hitPresenter, hit.sender);
-      await eventually(
-        () => has(hitTrader, 'producer.added', (d) => d.producerId === producerId),
-        5000,
-        'producer.added',
-      );
-      const again = await consumeFlow(hitTrader, producerId);
+      await eventually(() => has(hitTap, 'producer.added', (d) => d.producerId === producerId), 5000, 'producer.added');
+      const again = await consumeFlow(hitTap, producerId);
       expect(again.recvTransportId).not.toBe(hit.recvTransportId);
       const received = again.sink.received;
       await eventually(() => again.sink.received >= received + 10, 5000, 'RTP after recovery');

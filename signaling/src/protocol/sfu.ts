@@ -156,8 +156,9 @@ export const sfuMethods = {
     handle: (m, ctx, data) => m.restartIce(ctx.session, data.transportId),
   }),
   'sfu.createPlainTransport': sfuMethod({
-    description: 'Create a plain RTP transport (only when SFU_PLAIN_TRANSPORTS=true; send: publishers).',
-    roles: 'all',
+    description:
+      'Create a plain RTP transport, only when SFU_PLAIN_TRANSPORTS=true (send: presenters and moderators; recv, for recording and monitoring taps: moderators).',
+    roles: PUBLISHING_ROLES,
     data: z.strictObject({
       direction: directionSchema,
       comedia: z.boolean().optional(),
@@ -167,7 +168,8 @@ export const sfuMethods = {
     handle: (m, ctx, data) => m.createPlainTransport(ctx.session, data),
   }),
   'sfu.connectPlainTransport': sfuMethod({
-    description: 'Tell a plain transport where to send RTP (and RTCP).',
+    description:
+      'Tell a plain transport where to send RTP (and RTCP): an address inside SFU_PLAIN_ALLOWED_CIDRS (FORBIDDEN outside), never an unspecified, multicast or broadcast one (BAD_REQUEST).',
     roles: 'all',
     data: z.strictObject({ transportId: idSchema, ip: ipSchema, port: portSchema, rtcpPort: portSchema.optional() }),
     result: emptySchema,

@@ -2,9 +2,11 @@
  * The signaling side of media: checks who may do what, calls the SFU's {@link MediaService},
  * maps its errors onto protocol errors and turns its events into room notifications.
  */
+import { isIP, type BlockList } from 'node:net';
 import type { Logger } from 'pino';
 import { SfuError, type MediaService } from '../../../sfu/src/index.js';
 import { ProtocolError } from '../errors.js';
+import { blockListOf, listed } from '../net/cidr.js';
 import { PUBLISHING_ROLES } from '../protocol/common.js';
 import type { ClientSession } from '../gateway/client-session.js';
 import type { RoomService } from './room-service.js';
@@ -13,10 +15,27 @@ import type { DtlsParametersData, RtpCapabilitiesData, RtpParametersData } from 
 
 type Direction = 'send' | 'recv';
 
+/** Options of {@link MediaGateway}. */
+export interface MediaGatewayOptions {
+  /**
+   * Where `sfu.connectPlainTransport` may point a plain transport: IP addresses and CIDR ranges
+   * (`SFU_PLAIN_ALLOWED_CIDRS`). Unspecified, multicast and broadcast addresses are refused even
+   * when listed.
+   */
+  readonly plainAllowedCidrs: readonly string[];
+}
+
+/**
+ * Never a destination of plain RTP: the unspecified addresses (`0.0.0.0/8` is "this network"),
+ * multicast and the limited broadcast. IPv4-mapped IPv6 forms match too (BlockList maps them).
+ */
+const NEVER_PLAIN_DESTINATIONS = blockListOf(['0.0.0.0/8', '::/128', '224.0.0.0/4', 'ff00::/8', '255.255.255.255']);
+
 export class MediaGateway implements RoomMediaHooks {
   readonly #media: MediaService;
   readonly #rooms: RoomService;
   readonly #log: Logger;
+  readonly #plainAllowed: BlockList;
   /**
    * Producers whose `producer.added` went out. A producer that closes while `produce` is still
    * setting it up (its owner left or was demoted, its worker died) is never announced, and so
@@ -24,10 +43,11 @@ export class MediaGateway implements RoomMediaHooks {
    */
   readonly #announced = new Set<string>();
 
-  constructor(media: MediaService, rooms: RoomService, log: Logger) {
+  constructor(media: MediaService, rooms: RoomService, log: Logger, options: MediaGatewayOptions) {
     this.#media = media;
     this.#rooms = rooms;
     this.#log = log;
+    this.#plainAllowed = blockListOf(options.plainAllowedCidrs);
     // Room closure removes everything at once: nobody is left to tell.
     media.on('producerclosed', ({ roomId, producerId, reason }) => {
       if (!this.#announced.delete(producerId) || reason === 'room-closed') return;
@@ -91,10 +111,14 @@ export class MediaGateway implements RoomMediaHooks {
       }),
     );
     // Checked and announced in one go (nothing awaits before the bus numbers the event): a close
-    // after this point is announced after producer.added.
-    if (!this.#media.listProducers(roomId).some((p) => p.producerId === producerId)) {
-      throw new ProtocolError('UNAVAILABLE', 'the producer closed while it was being created');
+    // after this point is announced after producer.added. A demotion while the SFU worked closed
+    // only the producers that existed then: this one goes too.
+    const live = this.#media.listProducers(roomId).some((p) => p.producerId === producerId);
+    if (!this.#mayPublish(roomId, participantId)) {
+      if (live) await sfu(() => this.#media.closeProducer(roomId, participantId, producerId));
+      throw new ProtocolError('FORBIDDEN', 'the right to publish was revoked while the producer was being created');
     }
+    if (!live) throw new ProtocolError('UNAVAILABLE', 'the producer closed while it was being created');
     this.#announced.add(producerId);
     await this.#rooms.publishDurable(roomId, 'producer.added', {
       producerId,
@@ -172,6 +196,9 @@ export class MediaGateway implements RoomMediaHooks {
     data: { direction: Direction; comedia?: boolean | undefined; rtcpMux?: boolean | undefined },
   ) {
     if (data.direction === 'send') this.#requirePublisher(session);
+    else if (!isModerator(session)) {
+      throw new ProtocolError('FORBIDDEN', 'plain recv transports (recording and monitoring taps) are for moderators');
+    }
     const { roomId, participantId } = ids(session);
     return sfu(() => this.#media.createPlainTransport(roomId, participantId, data));
   }
@@ -181,6 +208,7 @@ export class MediaGateway implements RoomMediaHooks {
     data: { transportId: string; ip: string; port: number; rtcpPort?: number | undefined },
   ) {
     const { roomId, participantId } = ids(session);
+    this.#checkPlainDestination(data.ip);
     await sfu(() => this.#media.connectPlainTransport(roomId, participantId, data));
     return {};
   }
@@ -221,6 +249,22 @@ export class MediaGateway implements RoomMediaHooks {
   #requirePublisher(session: ClientSession): void {
     if (!PUBLISHING_ROLES.includes(session.role)) {
       throw new ProtocolError('FORBIDDEN', `role ${session.role} may not publish media`);
+    }
+  }
+
+  /** Whether the participant is in the room now with a role that may publish. */
+  #mayPublish(roomId: string, participantId: string): boolean {
+    const role = this.#rooms.roleOf(roomId, participantId);
+    return role !== undefined && PUBLISHING_ROLES.includes(role);
+  }
+
+  /** BAD_REQUEST for an address that is never a destination, FORBIDDEN outside the allow-list. */
+  #checkPlainDestination(ip: string): void {
+    if (isIP(ip) === 0 || listed(NEVER_PLAIN_DESTINATIONS, ip)) {
+      throw new ProtocolError('BAD_REQUEST', `${ip} is not a unicast destination`);
+    }
+    if (!listed(this.#plainAllowed, ip)) {
+      throw new ProtocolError('FORBIDDEN', `plain RTP may not be sent to ${ip} from this node`);
     }
   }
 

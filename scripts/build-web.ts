@@ -17,5 +17,6 @@ await build({
   outfile: `${outdir}/app.js`,
   logLevel: 'warning',
 });
-copyFileSync(`${root}signaling/client/browser/index.html`, `${outdir}/index.html`);
+for (const file of ['index.html', 'favicon.svg'])
+  copyFileSync(`${root}signaling/client/browser/${file}`, `${outdir}/${file}`);
 console.log(`built ${outdir}`);

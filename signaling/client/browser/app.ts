@@ -6,6 +6,7 @@
 import { Device } from 'mediasoup-client';
 import type { Consumer, Producer, RtpCapabilities, RtpParameters, Transport } from 'mediasoup-client/types';
 import { TradingRoomClient, type EventData, type JoinResult } from '../index.js';
+import { VideoLayers, type Quality } from './video-layers.js';
 
 type Source = 'camera' | 'microphone' | 'screen' | 'screen-audio';
 
@@ -27,7 +28,15 @@ let device: Device | undefined;
 let sendTransport: Transport | undefined;
 let recvTransport: Transport | undefined;
 const producers = new Map<Source, Producer>();
-const consumers = new Map<string, { consumer: Consumer; producerId: string; element: HTMLMediaElement }>();
+/** What the page shows for one consumer: its element (in a tile for video) and, for video, its layers. */
+interface Remote {
+  consumer: Consumer;
+  producerId: string;
+  element: HTMLMediaElement;
+  shown: HTMLElement;
+  layers?: VideoLayers;
+}
+const consumers = new Map<string, Remote>();
 const participants = new Map<string, { name: string; role: string }>();
 let selfId = '';
 
@@ -75,7 +84,10 @@ client.onEvent('participant.updated', ({ participant }) => {
   renderParticipants();
   if (participant.participantId === selfId) showPublishing(participant.role);
 });
-client.onEvent('consumer.layersChanged', (layers) => layerEvents.push(layers));
+client.onEvent('consumer.layersChanged', (layers) => {
+  layerEvents.push(layers);
+  consumers.get(layers.consumerId)?.layers?.received(layers.spatialLayer);
+});
 client.onEvent('participant.count', ({ count }) => {
   largeRoomCount = count;
   renderParticipants();
@@ -98,7 +110,7 @@ client.onEvent('transport.closed', ({ transportId }) => {
     sendTransport = undefined;
     const sources = [...producers.keys()];
     producers.clear();
-    for (const el of document.querySelectorAll('video[data-local]')) el.remove();
+    removePreviews();
     for (const source of sources) void share(source).catch(showError);
   }
 });
@@ -129,6 +141,13 @@ async function onJoined(join: JoinResult): Promise<void> {
   recvTransport?.close();
   sendTransport = recvTransport = undefined;
   producers.clear();
+  const publisher = join.role === 'presenter' || join.role === 'moderator';
+  $('waiting').textContent = !join.routerRtpCapabilities
+    ? 'Media is off on this node.'
+    : publisher
+      ? 'Share your camera or screen to go live.'
+      : 'Waiting for the presenter…';
+  renderStage();
   if (!join.routerRtpCapabilities) return;
   device = new Device();
   await device.load({ routerRtpCapabilities: join.routerRtpCapabilities as RtpCapabilities });
@@ -179,24 +198,60 @@ async function consume(producerId: string): Promise<void> {
     kind: c.kind,
     rtpParameters: c.rtpParameters as RtpParameters,
   });
-  const element = document.createElement(c.kind === 'video' ? 'video' : 'audio');
-  element.autoplay = true;
-  element.muted = true; // autoplay policies; the viewer can unmute
-  element.controls = c.kind === 'audio';
-  (element as HTMLVideoElement).playsInline = true;
+  const video = consumer.kind === 'video' ? showVideo(consumer) : undefined;
+  const element = video?.element ?? document.createElement('audio');
   element.srcObject = new MediaStream([consumer.track]);
   element.dataset.producerId = producerId;
-  $('videos').append(element);
-  consumers.set(consumer.id, { consumer, producerId, element });
+  const shown = video?.tile ?? element;
+  (video ? $('videos') : $('audio')).append(shown);
+  consumers.set(consumer.id, { consumer, producerId, element, shown, layers: video?.layers });
+  renderStage();
   await client.request('sfu.resumeConsumer', { consumerId: consumer.id });
+  if (!video) playAudio(element);
+}
+
+/** A remote video fills the stage, with a line saying which layer arrives. */
+function showVideo(consumer: Consumer): { element: HTMLVideoElement; tile: HTMLElement; layers: VideoLayers } {
+  const element = document.createElement('video');
+  element.autoplay = element.muted = element.playsInline = true;
+  element.className = 'remote';
+  const status = document.createElement('span');
+  status.className = 'layer-status';
+  const tile = document.createElement('div');
+  tile.className = 'tile';
+  tile.append(element, status);
+  const layers = new VideoLayers({
+    element,
+    status,
+    scalabilityMode: consumer.rtpParameters.encodings?.[0]?.scalabilityMode,
+    quality: $<HTMLSelectElement>('quality').value as Quality,
+    request: (spatialLayer) =>
+      void client.request('sfu.setConsumerLayers', { consumerId: consumer.id, spatialLayer }).catch(showError),
+  });
+  return { element, tile, layers };
+}
+
+/** Audio plays unseen; when the browser blocks sound until a click, the page offers one. */
+function playAudio(element: HTMLMediaElement): void {
+  element.play().catch((error: unknown) => {
+    if (error instanceof DOMException && error.name === 'NotAllowedError') $('unmute').hidden = false;
+  });
+}
+
+/** The stage says what it waits for until a video is on it. */
+function renderStage(): void {
+  $('waiting').hidden = $('videos').querySelector('video') !== null;
+  $('quality-picker').hidden = $('videos').querySelector('video.remote') === null;
 }
 
 function dropConsumer(consumerId: string): void {
   const entry = consumers.get(consumerId);
   if (!entry) return;
   entry.consumer.close();
-  entry.element.remove();
+  entry.layers?.close();
+  entry.shown.remove();
   consumers.delete(consumerId);
+  renderStage();
 }
 
 function dropConsumersOf(producerId: string): void {
@@ -228,7 +283,13 @@ async function share(source: Source): Promise<void> {
     preview.srcObject = new MediaStream([track]);
     preview.dataset.local = source;
     $('videos').prepend(preview);
+    renderStage();
   }
+}
+
+function removePreviews(): void {
+  for (const el of document.querySelectorAll('video[data-local]')) el.remove();
+  renderStage();
 }
 
 function stopAll(): void {
@@ -237,13 +298,21 @@ function stopAll(): void {
     void client.request('sfu.closeProducer', { producerId: producer.id }).catch(() => {});
     producers.delete(source);
   }
-  for (const el of document.querySelectorAll('video[data-local]')) el.remove();
+  removePreviews();
 }
 
 $('share-camera').onclick = () => void share('camera').catch(showError);
 $('share-mic').onclick = () => void share('microphone').catch(showError);
 $('share-screen').onclick = () => void share('screen').catch(showError);
 $('stop-all').onclick = stopAll;
+$<HTMLSelectElement>('quality').onchange = (event) => {
+  const quality = (event.target as HTMLSelectElement).value as Quality;
+  for (const { layers } of consumers.values()) if (layers) layers.quality = quality;
+};
+$('unmute').onclick = () => {
+  $('unmute').hidden = true;
+  for (const el of document.querySelectorAll('audio')) void el.play().catch(showError);
+};
 
 $<HTMLFormElement>('chat-form').onsubmit = (event) => {
   event.preventDefault();
@@ -275,13 +344,6 @@ const hooks = {
   client,
   /** `consumer.layersChanged` notifications received, oldest first. */
   layerEvents,
-  /** Asks for a spatial layer on every video consumer. */
-  async preferSpatialLayer(spatialLayer: number): Promise<void> {
-    for (const { consumer } of consumers.values()) {
-      if (consumer.kind === 'video')
-        await client.request('sfu.setConsumerLayers', { consumerId: consumer.id, spatialLayer });
-    }
-  },
   /** The largest `framesDecoded` among receiving video consumers (probation receivers read 0). */
   async framesDecoded(): Promise<number> {
     let best = 0;

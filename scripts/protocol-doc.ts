@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { METHODS } from '../signaling/src/protocol/index.js';
 import { durableEventSchemas, ephemeralEventSchemas } from '../signaling/src/protocol/notifications.js';
 import { requestEnvelopeSchema } from '../signaling/src/protocol/common.js';
-import { CloseCode, ERROR_CODES, HTTP_STATUS } from '../signaling/src/errors.js';
+import { CloseCode, ERROR_CODES, HTTP_ONLY_ERROR_CODES, HTTP_STATUS } from '../signaling/src/errors.js';
 import { CONFIG_VARIABLES } from '../signaling/src/config.js';
 
 function schemaBlock(schema: z.ZodType, io: 'input' | 'output'): string {
@@ -67,7 +67,12 @@ export function renderProtocolDoc(): string {
   out.push('| code | HTTP status (refusals, admin API) |');
   out.push('| --- | --- |');
   for (const code of ERROR_CODES) out.push(`| \`${code}\` | ${HTTP_STATUS[code]} |`);
-  out.push('| `UNAUTHORIZED` (HTTP only: upgrade without a valid token, admin API without the admin token) | 401 |');
+  const httpOnly: Record<(typeof HTTP_ONLY_ERROR_CODES)[number], string> = {
+    UNAUTHORIZED: 'upgrade without a valid token, admin API without the admin token',
+    METHOD_NOT_ALLOWED: 'admin route called with the wrong HTTP method',
+  };
+  for (const code of HTTP_ONLY_ERROR_CODES)
+    out.push(`| \`${code}\` (HTTP only: ${httpOnly[code]}) | ${HTTP_STATUS[code]} |`);
   out.push('');
   out.push('## Close codes');
   out.push('');

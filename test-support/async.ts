@@ -1,14 +1,18 @@
 /** Waiting in tests: for a condition, for a deferred value, or (rarely) for time itself. */
 
-/** Resolves when `predicate` holds, polling every 20 ms; rejects after `timeoutMs` naming `what`. */
+/**
+ * Resolves when `predicate` holds, polling every 20 ms; rejects after `timeoutMs` naming `what`.
+ * The deadline runs on `performance.now()`, so a test that stops or steps a fake `Date` still
+ * times out.
+ */
 export async function eventually(
   predicate: () => boolean | Promise<boolean>,
   timeoutMs = 5000,
   what = 'condition',
 ): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
+  const deadline = performance.now() + timeoutMs;
   while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(20);
   }
 }

@@ -29,3 +29,30 @@ export const CONTRACT_METHODS = [
 ] as const;
 
 export type ContractMethod = (typeof CONTRACT_METHODS)[number];
+
+/** Every error code of the contract ("Errors and close codes"). */
+export const CONTRACT_ERROR_CODES = [
+  'BAD_REQUEST',
+  'UNKNOWN_METHOD',
+  'NOT_JOINED',
+  'ALREADY_JOINED',
+  'FORBIDDEN',
+  'NOT_FOUND',
+  'RATE_LIMITED',
+  'ROOM_FULL',
+  'UNAVAILABLE',
+  'INTERNAL',
+] as const;
+
+/** Every close code of the contract, by meaning. */
+export const CONTRACT_CLOSE_CODES = {
+  normal: 1000,
+  'server going away': 1001,
+  policy: 1008,
+  'frame too big': 1009,
+  'internal error': 1011,
+  'drain deadline reached': 1012,
+  'token expired': 4001,
+  'kicked or role revoked': 4003,
+  'replaced by a newer session': 4009,
+} as const;

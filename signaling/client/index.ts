@@ -15,8 +15,20 @@ import type {
   MethodResult,
   Notification,
 } from '../src/protocol/index.js';
+import {
+  ClientCloseCode,
+  CloseCode,
+  HTTP_STATUS,
+  isErrorCode,
+  type ClientErrorCode,
+  type ErrorCode,
+} from '../src/protocol/error-codes.js';
 
 export type { EventData, EventName, MethodData, MethodName, MethodResult, Notification };
+export { ClientCloseCode, CloseCode, type ClientErrorCode, type ErrorCode };
+
+/** What a {@link RequestError} carries: a code of the server's catalogue or one of the SDK's own. */
+export type RequestErrorCode = ErrorCode | ClientErrorCode;
 export type JoinResult = MethodResult<'room.join'>;
 
 /** The connection's state, for a UI. */
@@ -58,13 +70,16 @@ export interface ClientOptions {
   readonly requestTimeoutMs?: number;
 }
 
-/** A request answered with an error, or one that could not be answered. */
+/**
+ * A request answered with an error, or one that could not be answered (`DISCONNECTED`,
+ * `TIMEOUT`). A code this SDK does not know (from a newer server) arrives as `INTERNAL`.
+ */
 export class RequestError extends Error {
-  readonly code: string;
+  readonly code: RequestErrorCode;
   readonly retryAfterMs: number | undefined;
   readonly details: unknown;
 
-  constructor(code: string, message: string, retryAfterMs?: number, details?: unknown) {
+  constructor(code: RequestErrorCode, message: string, retryAfterMs?: number, details?: unknown) {
     super(message);
     this.name = 'RequestError';
     this.code = code;
@@ -74,8 +89,12 @@ export class RequestError extends Error {
 }
 
 /** Close codes after which the client stops instead of reconnecting. */
-const FINAL_CLOSE_CODES = new Set([1000, 1008, 4003, 4009]);
-const TOKEN_EXPIRED = 4001;
+const FINAL_CLOSE_CODES: ReadonlySet<number> = new Set([
+  CloseCode.NORMAL,
+  CloseCode.POLICY,
+  CloseCode.KICKED,
+  CloseCode.REPLACED,
+]);
 const OPEN = 1;
 
 type ClientEvents = {
@@ -175,7 +194,7 @@ export class TradingRoomClient {
 
   /** Leaves and closes for good. */
   close(): void {
-    this.#stop(1000, 'closed by the application');
+    this.#stop(CloseCode.NORMAL, 'closed by the application');
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -187,7 +206,7 @@ export class TradingRoomClient {
       token =
         this.#token ?? (typeof this.#options.token === 'function' ? await this.#options.token() : this.#options.token);
     } catch (error) {
-      this.#stop(4001, `no token: ${error instanceof Error ? error.message : String(error)}`);
+      this.#stop(CloseCode.TOKEN_EXPIRED, `no token: ${error instanceof Error ? error.message : String(error)}`);
       return;
     }
     if (this.#state === 'closed') return;
@@ -221,12 +240,12 @@ export class TradingRoomClient {
       const requestError = error as RequestError;
       if (requestError.code === 'DISCONNECTED') return; // onclose handles it
       if (requestError.code === 'FORBIDDEN' || requestError.code === 'BAD_REQUEST') {
-        this.#stop(4003, requestError.message);
+        this.#stop(CloseCode.KICKED, requestError.message);
         return;
       }
       // Detach first: this socket's own 1000 close must not read as a final close.
       this.#detach(socket, requestError.message);
-      socket.close(1000, 'join failed');
+      socket.close(CloseCode.NORMAL, 'join failed');
       this.#scheduleReconnect(requestError.retryAfterMs, requestError.message);
       return;
     }
@@ -290,7 +309,7 @@ export class TradingRoomClient {
       };
       pending.reject(
         new RequestError(
-          error.code ?? 'INTERNAL',
+          isErrorCode(error.code) ? error.code : 'INTERNAL',
           error.message ?? 'request failed',
           error.retryAfterMs,
           error.details,
@@ -312,7 +331,7 @@ export class TradingRoomClient {
         const socket = this.#socket;
         if (socket && this.#state === 'joined') {
           this.#detach(socket, 'node draining');
-          socket.close(1000, 'reconnecting elsewhere (drain)');
+          socket.close(CloseCode.NORMAL, 'reconnecting elsewhere (drain)');
           void this.#open();
         }
       }, reconnectAfterMs);
@@ -328,18 +347,18 @@ export class TradingRoomClient {
     if (this.#state === 'closed') return;
     const refusal = socket.upgradeRefusal;
     if (refusal) {
-      if (refusal.status === 401) {
+      if (refusal.status === HTTP_STATUS.UNAUTHORIZED) {
         void this.#renewToken(code, reason);
         return;
       }
-      if (refusal.status === 403) {
-        this.#stop(4003, 'upgrade refused (403)');
+      if (refusal.status === HTTP_STATUS.FORBIDDEN) {
+        this.#stop(CloseCode.KICKED, 'upgrade refused (403)');
         return;
       }
       this.#scheduleReconnect(refusal.retryAfterMs, `upgrade refused (${refusal.status})`);
       return;
     }
-    if (code === TOKEN_EXPIRED) {
+    if (code === CloseCode.TOKEN_EXPIRED) {
       void this.#renewToken(code, reason);
       return;
     }
@@ -379,7 +398,7 @@ export class TradingRoomClient {
   #scheduleReconnect(minDelayMs: number | undefined, why: string): void {
     const policy = this.#options.reconnect ?? {};
     if (policy.enabled === false || this.#attempt >= (policy.maxAttempts ?? Infinity)) {
-      this.#stop(1006, `gave up reconnecting: ${why}`);
+      this.#stop(ClientCloseCode.ABNORMAL, `gave up reconnecting: ${why}`);
       return;
     }
     const initial = policy.initialDelayMs ?? 500;
@@ -400,7 +419,7 @@ export class TradingRoomClient {
     if (socket) {
       this.#detach(socket, reason);
       try {
-        socket.close(1000, 'bye');
+        socket.close(CloseCode.NORMAL, 'bye');
       } catch {
         /* already closed */
       }

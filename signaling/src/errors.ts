@@ -1,56 +1,11 @@
 /**
- * The error catalogue: every protocol error code with its response shape, the HTTP status used
- * when the same condition refuses an HTTP request or an upgrade, and the close codes of the
- * contract. Nothing else in the code base invents codes or statuses.
+ * The error catalogue: the codes, HTTP statuses and close codes (from the dependency-free
+ * `protocol/error-codes.ts`, which the SDK imports too), the wire shape of an error, and the
+ * server's error classes.
  */
+import type { ErrorCode } from './protocol/error-codes.js';
 
-export const ERROR_CODES = [
-  'BAD_REQUEST',
-  'UNKNOWN_METHOD',
-  'NOT_JOINED',
-  'ALREADY_JOINED',
-  'FORBIDDEN',
-  'NOT_FOUND',
-  'RATE_LIMITED',
-  'ROOM_FULL',
-  'UNAVAILABLE',
-  'INTERNAL',
-] as const;
-
-export type ErrorCode = (typeof ERROR_CODES)[number];
-
-/** Codes that appear only in HTTP refusals (no WebSocket response carries them). */
-export type HttpErrorCode = ErrorCode | 'UNAUTHORIZED';
-
-/** HTTP status for each code, used by HTTP endpoints and refused upgrades. */
-export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = Object.freeze({
-  BAD_REQUEST: 400,
-  UNKNOWN_METHOD: 404,
-  NOT_JOINED: 409,
-  ALREADY_JOINED: 409,
-  FORBIDDEN: 403,
-  NOT_FOUND: 404,
-  RATE_LIMITED: 429,
-  ROOM_FULL: 409,
-  UNAVAILABLE: 503,
-  INTERNAL: 500,
-});
-
-/** WebSocket close codes of the contract. */
-export const CloseCode = Object.freeze({
-  NORMAL: 1000,
-  GOING_AWAY: 1001,
-  POLICY: 1008,
-  TOO_BIG: 1009,
-  INTERNAL: 1011,
-  DRAIN_DEADLINE: 1012,
-  TRY_AGAIN_LATER: 1013,
-  TOKEN_EXPIRED: 4001,
-  KICKED: 4003,
-  REPLACED: 4009,
-});
-
-export type CloseCodeValue = (typeof CloseCode)[keyof typeof CloseCode];
+export * from './protocol/error-codes.js';
 
 /** Wire shape of an error inside a response envelope. */
 export interface ErrorBody {
@@ -82,10 +37,6 @@ export class ProtocolError extends Error {
     this.details = options.details;
   }
 
-  get httpStatus(): number {
-    return HTTP_STATUS[this.code];
-  }
-
   toBody(): ErrorBody {
     const body: ErrorBody = { code: this.code, message: this.message };
     if (this.retryAfterMs !== undefined) body.retryAfterMs = Math.max(0, Math.ceil(this.retryAfterMs));
@@ -105,13 +56,5 @@ export class ConfigError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'ConfigError';
-  }
-}
-
-/** Thrown when a lifecycle method is used on something already closed. */
-export class InvalidStateError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'InvalidStateError';
   }
 }

@@ -4,6 +4,7 @@
  * here only, so a cluster can put the per-IP and per-user ones in Redis (with an in-memory
  * insurance limiter) without touching callers.
  */
+import { isIP } from 'node:net';
 import type { Redis } from 'ioredis';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Config, Limit } from './config.js';
@@ -72,10 +73,10 @@ export class RateLimits {
     });
   }
 
-  /** One upgrade attempt from `ip`. */
+  /** One upgrade attempt from `ip` (an IPv6 address counts against its /64, see {@link ipLimitKey}). */
   async consumeUpgrade(ip: string): Promise<RateLimitRejection | undefined> {
     if (!this.enabled) return undefined;
-    return consume(this.#ip, ip, 'ip');
+    return consume(this.#ip, ipLimitKey(ip), 'ip');
   }
 
   /** One inbound message on a connection of `userId`. */
@@ -149,4 +150,25 @@ async function consume(
     if (result instanceof RateLimiterRes) return { kind, retryAfterMs: Math.max(1, result.msBeforeNext) };
     throw result;
   }
+}
+
+/**
+ * The per-IP limit's key for an address: an IPv4 address as it is, an IPv6 address by its /64
+ * (`2001:db8:1:2::/64`). A subscriber is given at least a /64 and picks addresses in it freely,
+ * so keying by the full address would give one client 2^64 budgets.
+ */
+export function ipLimitKey(ip: string): string {
+  if (isIP(ip) !== 6) return ip;
+  const address = ip.split('%')[0] as string; // no zone
+  const [head = '', tail] = address.split('::');
+  const groups = (part: string): string[] => (part === '' ? [] : part.split(':'));
+  const width = (part: string[]): number => part.reduce((n, g) => n + (g.includes('.') ? 2 : 1), 0);
+  const left = groups(head);
+  const right = tail === undefined ? [] : groups(tail);
+  const zeros = tail === undefined ? 0 : 8 - width(left) - width(right);
+  const all = [...left, ...Array<string>(zeros).fill('0'), ...right];
+  return `${all
+    .slice(0, 4)
+    .map((g) => parseInt(g, 16).toString(16))
+    .join(':')}::/64`;
 }

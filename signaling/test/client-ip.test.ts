@@ -4,7 +4,8 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { describe, expect, it } from 'vitest';
-import { ClientIpResolver } from '../src/gateway/client-ip.js';
+import { ClientIpResolver, parseHop } from '../src/gateway/client-ip.js';
+import { ipLimitKey } from '../src/rate-limits.js';
 import { nodePerTest } from '../../test-support/harness.js';
 import { refusal } from '../../test-support/sockets.js';
 
@@ -41,13 +42,47 @@ describe('ClientIpResolver', () => {
     expect(ips.resolve(request('10.0.0.1', '::ffff:203.0.113.11'))).toBe('203.0.113.11');
   });
 
-  it('falls back sensibly when the header is empty, junk or all trusted', () => {
+  it('falls back sensibly when the header is empty or all trusted', () => {
     const ips = new ClientIpResolver(['10.0.0.0/8']);
     expect(ips.resolve(request('10.0.0.1'))).toBe('10.0.0.1');
     expect(ips.resolve(request('10.0.0.1', ''))).toBe('10.0.0.1');
-    expect(ips.resolve(request('10.0.0.1', 'unknown, not-an-ip, 203.0.113.9:443'))).toBe('10.0.0.1');
+    expect(ips.resolve(request('10.0.0.1', ' , '))).toBe('10.0.0.1');
     expect(ips.resolve(request('10.0.0.1', 'garbage, 203.0.113.9, '))).toBe('203.0.113.9');
     expect(ips.resolve(request('10.0.0.1', '10.0.0.7, 10.0.0.8'))).toBe('10.0.0.7');
+  });
+
+  // The client wrote "1.2.3.4"; the proxies appended the peers they saw, with ports or brackets.
+  it.each([
+    ['1.2.3.4, 198.51.100.8:51234', '198.51.100.8'],
+    ['1.2.3.4, [2001:db8::1]', '2001:db8::1'],
+    ['1.2.3.4, [2001:db8::1]:443', '2001:db8::1'],
+    ['1.2.3.4, [::FFFF:198.51.100.8]:443', '198.51.100.8'],
+    ['1.2.3.4, 2001:DB8::2', '2001:db8::2'],
+    ['1.2.3.4, 198.51.100.8:5, 10.0.0.9:443', '198.51.100.8'], // a trusted hop with a port
+  ])('reads the hops of %j as the addresses they carry: %s', (header, client) => {
+    expect(new ClientIpResolver(['10.0.0.0/8']).resolve(request('10.0.0.1', header))).toBe(client);
+  });
+
+  it('ends the walk at a hop it cannot read: the proxy that wrote it is the client', () => {
+    const ips = new ClientIpResolver(['10.0.0.0/8']);
+    for (const hop of [
+      'unknown',
+      '_hidden',
+      'not-an-ip',
+      '198.51.100.8:port',
+      '198.51.100.8:123456',
+      '[198.51.100.8]',
+      '[2001:db8::1',
+      '[2001:db8::1]:x',
+      '2001:db8::1:443:1:1:1:1:1',
+      '01.2.3.4',
+    ]) {
+      expect(ips.resolve(request('10.0.0.1', `1.2.3.4, ${hop}`)), hop).toBe('10.0.0.1');
+      // Behind a second trusted proxy, that proxy wrote the unreadable hop.
+      expect(ips.resolve(request('10.0.0.1', `1.2.3.4, ${hop}, 10.0.0.2`)), hop).toBe('10.0.0.2');
+    }
+    // An unreadable hop left of the client changes nothing.
+    expect(ips.resolve(request('10.0.0.1', 'unknown, 203.0.113.9'))).toBe('203.0.113.9');
   });
 
   it('handles IPv6 proxies and clients', () => {
@@ -55,6 +90,24 @@ describe('ClientIpResolver', () => {
     expect(ips.resolve(request('2001:db8::5', '2001:db9::42'))).toBe('2001:db9::42');
     expect(ips.resolve(request('::1', '203.0.113.9, 2001:db8::9'))).toBe('203.0.113.9');
     expect(ips.resolve(request('2001:dead::1', '203.0.113.9'))).toBe('2001:dead::1');
+  });
+});
+
+describe('parseHop', () => {
+  it.each([
+    ['203.0.113.9', '203.0.113.9'],
+    ['203.0.113.9:443', '203.0.113.9'],
+    ['2001:db8::1', '2001:db8::1'],
+    ['[2001:db8::1]', '2001:db8::1'],
+    ['[2001:db8::1]:51234', '2001:db8::1'],
+    ['::ffff:203.0.113.9', '203.0.113.9'],
+    ['unknown', undefined],
+    ['', undefined],
+    ['203.0.113.9:', undefined],
+    ['[203.0.113.9]:443', undefined],
+    ['2001:db8::1]', undefined],
+  ])('%j → %j', (hop, address) => {
+    expect(parseHop(hop)).toBe(address);
   });
 });
 
@@ -79,10 +132,58 @@ describe('per-IP upgrade limit keyed on the resolved address (real node)', () =>
     expect((await refusal(node.raw(await node.token('u7'), b))).status).toBe(429);
   });
 
+  it.each([
+    ['a port-suffixed IPv4 hop', (i: number) => `198.51.100.8:${51230 + i}`],
+    ['a bracketed IPv6 hop', () => '[2001:db8::1]'],
+    ['a bracketed IPv6 hop with a port', (i: number) => `[2001:db8::1]:${440 + i}`],
+    ['an unreadable hop', () => 'unknown'],
+  ])('rotating the left-hand value behind %s does not escape the limit', async (_what, proxyHop) => {
+    const node = await startNode({
+      TRUSTED_PROXIES: '127.0.0.1',
+      RATE_LIMIT_IP_CONNECTIONS: '2',
+      RATE_LIMIT_IP_WINDOW_MS: '60000',
+    });
+    const forwarded = (i: number): Record<string, string> => ({ 'X-Forwarded-For': `203.0.113.${i}, ${proxyHop(i)}` });
+    await node.raw(await node.token('u1'), forwarded(1));
+    await node.raw(await node.token('u2'), forwarded(2));
+    expect((await refusal(node.raw(await node.token('u3'), forwarded(3)))).status).toBe(429);
+  });
+
+  it('two IPv6 addresses of one /64 share a budget; another /64 has its own', async () => {
+    const node = await startNode({
+      TRUSTED_PROXIES: '127.0.0.1',
+      RATE_LIMIT_IP_CONNECTIONS: '2',
+      RATE_LIMIT_IP_WINDOW_MS: '60000',
+    });
+    await node.raw(await node.token('u1'), { 'X-Forwarded-For': '2001:db8:1:2::a' });
+    await node.raw(await node.token('u2'), { 'X-Forwarded-For': '[2001:db8:1:2:ffff:ffff:ffff:b]:443' });
+    const refused = await refusal(node.raw(await node.token('u3'), { 'X-Forwarded-For': '2001:db8:1:2:1234::c' }));
+    expect(refused.status).toBe(429);
+    await node.raw(await node.token('u4'), { 'X-Forwarded-For': '2001:db8:1:3::a' });
+  });
+
   it('without TRUSTED_PROXIES, a forged X-Forwarded-For does not escape the limit', async () => {
     const node = await startNode({ RATE_LIMIT_IP_CONNECTIONS: '2', RATE_LIMIT_IP_WINDOW_MS: '60000' });
     await node.raw(await node.token('u1'), { 'X-Forwarded-For': '203.0.113.1' });
     await node.raw(await node.token('u2'), { 'X-Forwarded-For': '203.0.113.2' });
     expect((await refusal(node.raw(await node.token('u3'), { 'X-Forwarded-For': '203.0.113.3' }))).status).toBe(429);
+  });
+});
+
+describe('ipLimitKey', () => {
+  it.each([
+    ['203.0.113.9', '203.0.113.9'],
+    ['2001:db8:1:2::a', '2001:db8:1:2::/64'],
+    ['2001:DB8:1:2:ffff:ffff:ffff:b', '2001:db8:1:2::/64'],
+    ['2001:0db8:0001:0002:0:0:0:1', '2001:db8:1:2::/64'],
+    ['2001:db8::1', '2001:db8:0:0::/64'],
+    ['1::2:3:4:5:6:7', '1:0:2:3::/64'],
+    ['1:2::', '1:2:0:0::/64'],
+    ['::1', '0:0:0:0::/64'],
+    ['fe80::1%eth0', 'fe80:0:0:0::/64'],
+    ['64:ff9b::203.0.113.9', '64:ff9b:0:0::/64'],
+    ['unknown', 'unknown'],
+  ])('%s → %s', (ip, key) => {
+    expect(ipLimitKey(ip)).toBe(key);
   });
 });

@@ -1,31 +1,37 @@
-/** The error catalogue: codes, HTTP statuses, close codes and the wire shape of errors. */
+/**
+ * The error catalogue: the contract's codes and close codes, a status for every code, the wire
+ * shape of errors, and an SDK that takes its codes from the catalogue without pulling in
+ * server code.
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 import {
+  CLIENT_ERROR_CODES,
+  ClientCloseCode,
   CloseCode,
   ConfigError,
   ERROR_CODES,
+  HTTP_ONLY_ERROR_CODES,
   HTTP_STATUS,
-  InvalidStateError,
   ProtocolError,
+  isErrorCode,
   toErrorBody,
 } from '../src/errors.js';
+import { CONTRACT_CLOSE_CODES, CONTRACT_ERROR_CODES } from '../../test-support/contract.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const SDK = 'signaling/client/index.ts';
 
 describe('error catalogue', () => {
   it('holds exactly the contract codes', () => {
-    expect([...ERROR_CODES].sort()).toEqual(
-      [
-        'BAD_REQUEST',
-        'UNKNOWN_METHOD',
-        'NOT_JOINED',
-        'ALREADY_JOINED',
-        'FORBIDDEN',
-        'NOT_FOUND',
-        'RATE_LIMITED',
-        'ROOM_FULL',
-        'UNAVAILABLE',
-        'INTERNAL',
-      ].sort(),
-    );
+    expect([...ERROR_CODES].sort()).toEqual([...CONTRACT_ERROR_CODES].sort());
+    for (const code of CONTRACT_ERROR_CODES) expect(isErrorCode(code)).toBe(true);
+    for (const code of [...HTTP_ONLY_ERROR_CODES, ...CLIENT_ERROR_CODES, 'code', undefined]) {
+      expect(isErrorCode(code)).toBe(false);
+    }
   });
 
   it.each([
@@ -39,29 +45,66 @@ describe('error catalogue', () => {
     ['ROOM_FULL', 409],
     ['UNAVAILABLE', 503],
     ['INTERNAL', 500],
+    ['UNAUTHORIZED', 401],
+    ['METHOD_NOT_ALLOWED', 405],
   ] as const)('maps %s to HTTP %i', (code, status) => {
     expect(HTTP_STATUS[code]).toBe(status);
-    expect(new ProtocolError(code, 'x').httpStatus).toBe(status);
   });
 
-  it('gives every code a status', () => {
-    for (const code of ERROR_CODES) expect(HTTP_STATUS[code]).toBeGreaterThanOrEqual(400);
+  it('gives every code an HTTP status, and the client-only codes none', () => {
+    for (const code of [...ERROR_CODES, ...HTTP_ONLY_ERROR_CODES]) {
+      expect(HTTP_STATUS[code], code).toBeGreaterThanOrEqual(400);
+      expect(HTTP_STATUS[code], code).toBeLessThan(600);
+    }
+    expect(Object.keys(HTTP_STATUS).sort()).toEqual([...ERROR_CODES, ...HTTP_ONLY_ERROR_CODES].sort());
+    for (const code of CLIENT_ERROR_CODES) expect(Object.hasOwn(HTTP_STATUS, code)).toBe(false);
     expect(Object.isFrozen(HTTP_STATUS)).toBe(true);
   });
 
-  it('holds the contract close codes', () => {
-    expect(CloseCode).toMatchObject({
-      NORMAL: 1000,
-      GOING_AWAY: 1001,
-      POLICY: 1008,
-      TOO_BIG: 1009,
-      INTERNAL: 1011,
-      DRAIN_DEADLINE: 1012,
-      TOKEN_EXPIRED: 4001,
-      KICKED: 4003,
-      REPLACED: 4009,
-    });
+  it('holds every close code of the contract, and the client-only ones apart', () => {
+    const catalogue = new Set<number>(Object.values(CloseCode));
+    for (const [meaning, code] of Object.entries(CONTRACT_CLOSE_CODES)) expect(catalogue.has(code), meaning).toBe(true);
+    for (const code of Object.values(ClientCloseCode)) expect(catalogue.has(code)).toBe(false);
     expect(Object.isFrozen(CloseCode)).toBe(true);
+    expect(Object.isFrozen(ClientCloseCode)).toBe(true);
+  });
+});
+
+describe('the SDK and the catalogue', () => {
+  it('bundles for the browser with nothing of the server but the catalogue', async () => {
+    const result = await build({
+      absWorkingDir: ROOT,
+      entryPoints: [SDK],
+      bundle: true,
+      platform: 'browser',
+      format: 'esm',
+      write: false,
+      metafile: true,
+      logLevel: 'silent',
+    });
+    expect(Object.keys(result.metafile.inputs).sort()).toEqual([SDK, 'signaling/src/protocol/error-codes.ts']);
+  });
+
+  it('writes no close code, HTTP status or unknown error code as a literal', () => {
+    const source = ts.createSourceFile(SDK, readFileSync(`${ROOT}${SDK}`, 'utf8'), ts.ScriptTarget.Latest, true);
+    const closeCodes = new Set<number>([...Object.values(CloseCode), ...Object.values(ClientCloseCode)]);
+    const known = new Set<string>([...ERROR_CODES, ...CLIENT_ERROR_CODES]);
+    const isStatus = (node: ts.Node): boolean => ts.isPropertyAccessExpression(node) && node.name.text === 'status';
+    const found: string[] = [];
+    const visit = (node: ts.Node): void => {
+      if (ts.isNumericLiteral(node) && (closeCodes.has(Number(node.text)) || /^4\d{3}$/.test(node.text))) {
+        found.push(node.getText());
+      }
+      if (ts.isBinaryExpression(node) && (isStatus(node.left) || isStatus(node.right))) {
+        if (ts.isNumericLiteral(node.left) || ts.isNumericLiteral(node.right)) found.push(node.getText());
+      }
+      if (ts.isStringLiteral(node) && /^[A-Z][A-Z_]{3,}$/.test(node.text) && !known.has(node.text)) {
+        found.push(node.getText());
+      }
+      ts.forEachChild(node, visit);
+    };
+    visit(source);
+    expect(found).toEqual([]);
   });
 });
 
@@ -127,8 +170,6 @@ describe('toErrorBody', () => {
 describe('programmer errors', () => {
   it('are named classes', () => {
     expect(new ConfigError('bad PORT').name).toBe('ConfigError');
-    expect(new InvalidStateError('closed').name).toBe('InvalidStateError');
     expect(new ConfigError('x')).toBeInstanceOf(Error);
-    expect(new InvalidStateError('x')).toBeInstanceOf(Error);
   });
 });

@@ -13,7 +13,7 @@ import {
   startTestNode,
   type TestNode,
 } from '../../test-support/harness.js';
-import { GENEROUS_LIMITS, joinRaw } from '../../test-support/room-helpers.js';
+import { GENEROUS_LIMITS, http, joinRaw, parsePrometheus, sampleValue } from '../../test-support/room-helpers.js';
 import { refusal } from '../../test-support/sockets.js';
 
 function expectJsonError(refused: UpgradeRefused, status: number, code: string): void {
@@ -159,6 +159,23 @@ describe('Origin allow-list', () => {
     const token = await t.token('browser');
     expect((await t.raw(token, { Origin: 'https://desk.example' })).ws.readyState).toBe(WebSocket.OPEN);
     expect((await t.raw(token)).ws.readyState).toBe(WebSocket.OPEN);
+  });
+});
+
+describe('refusals', () => {
+  const startNode = nodePerTest();
+
+  it('are all counted by status, a wrong path too', async () => {
+    const t = await startNode({ ...GENEROUS_LIMITS });
+    const token = await t.token('counted');
+    await refusal(rawAt(t, `/socket?token=${token}`));
+    await refusal(rawAt(t, `/ws/extra?token=${token}`));
+    await refusal(t.raw(undefined));
+    const { samples } = parsePrometheus((await http(t, '/metrics')).text);
+    const refused = (status: string): number | undefined =>
+      sampleValue(samples, 'trading_room_upgrades_refused_total', { status });
+    expect(refused('404')).toBe(2);
+    expect(refused('401')).toBe(1);
   });
 });
 

@@ -1,4 +1,4 @@
-/** The HTTP side of the node's port: health probes and the admin API. */
+/** The HTTP side of the node's port: health probes, the admin API and /favicon.ico. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, eventually, nodePerTest, startTestNode, type TestNode } from '../../test-support/harness.js';
 import { GENEROUS_LIMITS, http, joinRaw } from '../../test-support/room-helpers.js';
@@ -61,6 +61,14 @@ describe('health', () => {
     const ws = await http(t, '/ws');
     expect(ws.status).toBe(400);
     expect(ws.json).toMatchObject({ error: { code: 'BAD_REQUEST' } });
+  });
+
+  it('answers GET /favicon.ico with 204, not 404, when the page has no such file', async () => {
+    for (const method of ['GET', 'HEAD']) {
+      const favicon = await http(t, '/favicon.ico', { method });
+      expect(favicon.status, method).toBe(204);
+      expect(favicon.text).toBe('');
+    }
   });
 });
 
@@ -200,6 +208,7 @@ describe('admin API', () => {
     const response = await http(t, path, { method, headers: ADMIN });
     expect(response.status).toBe(405);
     expect(response.headers.get('allow')).toBe(allow);
+    expect(response.json).toEqual({ error: { code: 'METHOD_NOT_ALLOWED', message: expect.any(String) } });
     expect(t.node.drainController.state).toBe('RUNNING');
   });
 });

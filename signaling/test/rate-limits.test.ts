@@ -3,12 +3,17 @@
  * limit, honest `retryAfterMs`, no side effect of a limited request, 429 + Retry-After on the
  * upgrade, 1008 for a client that keeps going, the per-user connection cap and the Origin
  * allow-list. Every number comes from the environment.
+ *
+ * Windows pass on a stopped clock: only `Date` is faked, and the limiters' memory store reads
+ * `Date.now()` to decide whether a window is over (its timers only delete expired keys), so a
+ * test moves the clock to 1 ms before `retryAfterMs` (still refused) and to `retryAfterMs`
+ * (admitted) without waiting.
  */
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { loadConfig } from '../src/config.js';
 import { RateLimits } from '../src/rate-limits.js';
 import { eventually, nodePerTest, type RawSocket, type TestNode } from '../../test-support/harness.js';
-import { refusal, sleep } from '../../test-support/sockets.js';
+import { refusal } from '../../test-support/sockets.js';
 
 /** High limits everywhere except those a test sets. */
 const RELAXED = {
@@ -21,6 +26,17 @@ const RELAXED = {
 };
 
 const node = nodePerTest(RELAXED);
+// Registered after nodePerTest's hook: "after" hooks run in reverse, so nodes close on the real clock.
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+/** Stops the clock (`Date` only; timers stay real); `at(ms)` moves it to `ms` after the stop. */
+function stoppedClock(): { at(ms: number): void } {
+  vi.useFakeTimers({ toFake: ['Date'], now: Date.now() });
+  const start = Date.now();
+  return { at: (ms) => vi.setSystemTime(start + ms) };
+}
 
 async function joinedRaw(
   n: TestNode,
@@ -44,6 +60,23 @@ function expectLimited(response: Record<string, unknown>, windowMs: number): num
   expect(error.retryAfterMs).toBeGreaterThan(0);
   expect(error.retryAfterMs).toBeLessThanOrEqual(windowMs);
   return error.retryAfterMs as number;
+}
+
+type Clock = ReturnType<typeof stoppedClock>;
+
+/**
+ * Proves `retryAfterMs` honest on a stopped clock: 1 ms before it `request` is still refused
+ * (with 1 ms to go), at it the answer of `request` is returned.
+ */
+async function retryWhenAllowed(
+  clock: Clock,
+  retryAfterMs: number,
+  request: () => Promise<Record<string, unknown>>,
+): Promise<Record<string, unknown>> {
+  clock.at(retryAfterMs - 1);
+  expect(expectLimited(await request(), retryAfterMs)).toBe(1);
+  clock.at(retryAfterMs);
+  return request();
 }
 
 describe('configuration', () => {
@@ -91,26 +124,30 @@ describe('configuration', () => {
   });
 
   it('honours windows that are not whole seconds', async () => {
+    const clock = stoppedClock();
     const limits = new RateLimits({ ...loadConfig({}).rateLimits, connection: { points: 1, durationMs: 1200 } });
     expect(await limits.consumeMessage('c', 'u')).toBeUndefined();
-    const rejection = await limits.consumeMessage('c', 'u');
-    expect(rejection?.kind).toBe('connection');
-    expect(rejection?.retryAfterMs).toBeLessThanOrEqual(1200);
+    expect(await limits.consumeMessage('c', 'u')).toEqual({ kind: 'connection', retryAfterMs: 1200 });
+    clock.at(1199);
+    expect(await limits.consumeMessage('c', 'u')).toEqual({ kind: 'connection', retryAfterMs: 1 });
+    clock.at(1200);
+    expect(await limits.consumeMessage('c', 'u')).toBeUndefined();
   });
 });
 
 describe('per connection', () => {
   it('allows up to the limit, refuses the next with an honest retryAfterMs', async () => {
     const n = await node({ RATE_LIMIT_CONNECTION_MESSAGES: '5', RATE_LIMIT_CONNECTION_WINDOW_MS: '2000' });
+    const clock = stoppedClock();
     const raw = await joinedRaw(n, 'alice'); // 1
     for (let i = 2; i <= 4; i++) expect((await raw.request('ping')).ok).toBe(true); // under
     expect((await raw.request('ping')).ok).toBe(true); // at: the 5th message
     const retryAfterMs = expectLimited(await raw.request('ping'), 2000); // over
+    expect(retryAfterMs).toBe(2000); // the window opened with the first message
     // Another connection of the same user has its own budget.
     const other = await n.raw(await n.token('alice'));
     expect(errorOf(await other.request('ping')).code).toBe('NOT_JOINED');
-    await sleep(retryAfterMs);
-    expect((await raw.request('ping')).ok).toBe(true);
+    expect((await retryWhenAllowed(clock, retryAfterMs, () => raw.request('ping'))).ok).toBe(true);
   });
 
   it('counts invalid frames too (a junk flood cannot bypass the limit)', async () => {
@@ -136,6 +173,7 @@ describe('per connection', () => {
 describe('per user', () => {
   it('sums messages over all connections of the user', async () => {
     const n = await node({ RATE_LIMIT_USER_MESSAGES: '6', RATE_LIMIT_USER_WINDOW_MS: '2000' });
+    const clock = stoppedClock();
     const a = await joinedRaw(n, 'bob'); // 1
     expect((await a.request('ping')).ok).toBe(true); // 2
     expect((await a.request('ping')).ok).toBe(true); // 3
@@ -146,8 +184,7 @@ describe('per user', () => {
     // Another user is unaffected.
     const carol = await joinedRaw(n, 'carol');
     expect((await carol.request('ping')).ok).toBe(true);
-    await sleep(retryAfterMs);
-    expect((await a.request('ping')).ok).toBe(true);
+    expect((await retryWhenAllowed(clock, retryAfterMs, () => a.request('ping'))).ok).toBe(true);
   });
 
   it('retryAfterMs covers every limit that would refuse the retry', async () => {
@@ -159,19 +196,23 @@ describe('per user', () => {
       RATE_LIMIT_USER_MESSAGES: '3',
       RATE_LIMIT_USER_WINDOW_MS: '3000',
     });
+    const clock = stoppedClock();
     const raw = await joinedRaw(n, 'dave');
     await raw.request('ping');
     await raw.request('ping');
     const retryAfterMs = expectLimited(await raw.request('ping'), 3000);
-    expect(retryAfterMs).toBeGreaterThan(1500);
-    await sleep(retryAfterMs);
-    expect((await raw.request('ping')).ok).toBe(true);
+    expect(retryAfterMs).toBe(3000);
+    // When the connection window is over, the user's still refuses.
+    clock.at(1000);
+    expect(expectLimited(await raw.request('ping'), 3000)).toBe(2000);
+    expect((await retryWhenAllowed(clock, retryAfterMs, () => raw.request('ping'))).ok).toBe(true);
   });
 });
 
 describe('per method, per user', () => {
   it('chat.send: over the limit is refused and publishes nothing', async () => {
     const n = await node({ RATE_LIMIT_CHAT_MESSAGES: '3', RATE_LIMIT_CHAT_WINDOW_MS: '2000' });
+    const clock = stoppedClock();
     const sender = await joinedRaw(n, 'erin');
     const observer = await joinedRaw(n, 'frank');
     const seqs: number[] = [];
@@ -183,8 +224,7 @@ describe('per method, per user', () => {
     const retryAfterMs = expectLimited(await sender.request('chat.send', { text: 'limited' }), 2000);
     // Other methods still pass; the limit is per method.
     expect((await sender.request('ping')).ok).toBe(true);
-    await sleep(retryAfterMs);
-    const after = await sender.request('chat.send', { text: 'after' });
+    const after = await retryWhenAllowed(clock, retryAfterMs, () => sender.request('chat.send', { text: 'after' }));
     expect(after.ok, JSON.stringify(after)).toBe(true);
     const afterSeq = (after.data as { seq: number }).seq;
     expect(afterSeq).toBe((seqs.at(-1) as number) + 1); // the refused message took no seq
@@ -210,6 +250,7 @@ describe('per method, per user', () => {
 
   it('alert.publish: over the limit is refused and publishes nothing', async () => {
     const n = await node({ RATE_LIMIT_ALERT_MESSAGES: '2', RATE_LIMIT_ALERT_WINDOW_MS: '2000' });
+    const clock = stoppedClock();
     const presenter = await joinedRaw(n, 'pres', 'presenter');
     const observer = await joinedRaw(n, 'obs');
     const alert = { symbol: 'AAPL', action: 'buy', price: 190.5 };
@@ -217,8 +258,9 @@ describe('per method, per user', () => {
     expect(first.ok, JSON.stringify(first)).toBe(true);
     expect((await presenter.request('alert.publish', alert)).ok).toBe(true);
     const retryAfterMs = expectLimited(await presenter.request('alert.publish', { ...alert, note: 'limited' }), 2000);
-    await sleep(retryAfterMs);
-    const after = await presenter.request('alert.publish', { ...alert, note: 'after' });
+    const after = await retryWhenAllowed(clock, retryAfterMs, () =>
+      presenter.request('alert.publish', { ...alert, note: 'after' }),
+    );
     expect(after.ok, JSON.stringify(after)).toBe(true);
     expect((after.data as { seq: number }).seq).toBe((first.data as { seq: number }).seq + 2);
     await observer.waitFor((m) => m.seq === (after.data as { seq: number }).seq);
@@ -231,6 +273,7 @@ describe('per method, per user', () => {
 
   it('room.join: over the limit is refused and joins nothing', async () => {
     const n = await node({ RATE_LIMIT_JOIN_MESSAGES: '2', RATE_LIMIT_JOIN_WINDOW_MS: '2000' });
+    const clock = stoppedClock();
     const observer = await joinedRaw(n, 'obs-join');
     const raw = await joinedRaw(n, 'hank'); // join 1
     expect((await raw.request('room.leave')).ok).toBe(true);
@@ -239,8 +282,7 @@ describe('per method, per user', () => {
     const joinedBefore = observer.events('participant.joined').length;
     const retryAfterMs = expectLimited(await raw.request('room.join', {}), 2000);
     expect(errorOf(await raw.request('ping')).code).toBe('NOT_JOINED'); // not a member
-    await sleep(retryAfterMs);
-    const again = await raw.request('room.join', {});
+    const again = await retryWhenAllowed(clock, retryAfterMs, () => raw.request('room.join', {}));
     expect(again.ok, JSON.stringify(again)).toBe(true);
     await observer.waitFor(
       (m) => m.event === 'participant.joined' && observer.events('participant.joined').length > joinedBefore,
@@ -252,14 +294,16 @@ describe('per method, per user', () => {
 describe('per IP, on the upgrade', () => {
   it('answers 429 with Retry-After over the limit, and admits again after it', async () => {
     const n = await node({ RATE_LIMIT_IP_CONNECTIONS: '3', RATE_LIMIT_IP_WINDOW_MS: '2000' });
+    const clock = stoppedClock();
     for (let i = 0; i < 3; i++) await n.raw(await n.token(`ip-${i}`));
     const refused = await refusal(n.raw(await n.token('ip-3')));
     expect(refused.status).toBe(429);
     const retryAfterS = Number(refused.headers['retry-after']);
-    expect(retryAfterS).toBeGreaterThanOrEqual(1);
-    expect(retryAfterS).toBeLessThanOrEqual(2);
+    expect(retryAfterS).toBe(2);
     expect(JSON.parse(refused.body)).toMatchObject({ error: { code: 'RATE_LIMITED' } });
-    await sleep(retryAfterS * 1000);
+    clock.at(retryAfterS * 1000 - 1);
+    expect((await refusal(n.raw(await n.token('ip-3')))).status).toBe(429);
+    clock.at(retryAfterS * 1000);
     await n.raw(await n.token('ip-3'));
   });
 
@@ -297,7 +341,9 @@ describe('abuse', () => {
       RATE_LIMIT_CONNECTION_WINDOW_MS: '1000',
       ABUSE_CLOSE_AFTER_REJECTIONS: '5',
     });
+    const clock = stoppedClock();
     const raw = await joinedRaw(n, 'polite');
+    let elapsedMs = 0;
     for (let round = 0; round < 3; round++) {
       let retryAfterMs = 0;
       for (let i = 0; i < 8 && retryAfterMs === 0; i++) {
@@ -305,7 +351,8 @@ describe('abuse', () => {
         if (!r.ok) retryAfterMs = expectLimited(r, 1000);
       }
       expect(retryAfterMs).toBeGreaterThan(0);
-      await sleep(retryAfterMs);
+      elapsedMs += retryAfterMs;
+      clock.at(elapsedMs);
     }
     expect((await raw.request('ping')).ok).toBe(true);
   });

@@ -8,7 +8,7 @@ import type { Duplex } from 'node:stream';
 import { STATUS_CODES } from 'node:http';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from 'pino';
-import { CloseCode, type HttpErrorCode } from '../errors.js';
+import { CloseCode, HTTP_STATUS, type HttpErrorCode } from '../errors.js';
 import { TokenError, type AccessClaims } from '../auth/tokens.js';
 import { ClientSession, type SessionServices } from './client-session.js';
 import { ClientIpResolver } from './client-ip.js';
@@ -16,7 +16,8 @@ import { ClientIpResolver } from './client-ip.js';
 /** A listener that captures nothing: the socket outlives the upgrade request it came with. */
 const ignore = (): void => {};
 
-type Refuse = (status: number, code: HttpErrorCode, message: string, retryAfterS?: number) => void;
+/** Refuses the upgrade with the code's HTTP status and a JSON body. */
+type Refuse = (code: HttpErrorCode, message: string, retryAfterS?: number) => void;
 
 export class Gateway {
   readonly #services: SessionServices;
@@ -54,22 +55,22 @@ export class Gateway {
   /** The `upgrade` handler of the node's HTTP server. */
   handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', ignore);
-    const refuse: Refuse = (status, code, message, retryAfterS) =>
-      this.#refuse(socket, status, code, message, retryAfterS);
-    this.#admit(request, refuse).then(
+    const refuse: Refuse = (code, message, retryAfterS) => this.#refuse(socket, code, message, retryAfterS);
+    const ip = this.#ips.resolve(request);
+    this.#admit(request, ip, refuse).then(
       (claims) => {
         if (!claims || socket.destroyed) return;
-        this.#wss.handleUpgrade(request, socket, head, (ws) => this.#accept(ws, claims, request));
+        this.#wss.handleUpgrade(request, socket, head, (ws) => this.#accept(ws, claims, ip));
       },
       (error: unknown) => {
         this.#log.error({ err: error }, 'upgrade failed');
-        refuse(500, 'INTERNAL', 'internal error');
+        refuse('INTERNAL', 'internal error');
       },
     );
   }
 
-  #accept(ws: WebSocket, claims: AccessClaims, request: IncomingMessage): void {
-    const session = new ClientSession(ws, claims, this.#ips.resolve(request), this.#services);
+  #accept(ws: WebSocket, claims: AccessClaims, ip: string): void {
+    const session = new ClientSession(ws, claims, ip, this.#services);
     this.#sessions.add(session);
     this.#perUser.set(claims.userId, (this.#perUser.get(claims.userId) ?? 0) + 1);
     ws.once('close', () => {
@@ -80,56 +81,51 @@ export class Gateway {
     });
   }
 
-  async #admit(request: IncomingMessage, refuse: Refuse): Promise<AccessClaims | undefined> {
+  async #admit(request: IncomingMessage, ip: string, refuse: Refuse): Promise<AccessClaims | undefined> {
     const { config, drain, rateLimits, metrics, verifier } = this.#services;
     const url = new URL(request.url ?? '/', 'http://localhost');
     if (url.pathname !== '/ws') {
-      refuse(404, 'NOT_FOUND', 'WebSocket endpoint is /ws');
+      refuse('NOT_FOUND', 'WebSocket endpoint is /ws');
       return undefined;
     }
     if (drain.state !== 'RUNNING') {
-      metrics.upgradesRefused.inc({ status: '503' });
-      refuse(503, 'UNAVAILABLE', 'this node is draining; connect to another node', drainRetryAfterSeconds());
+      refuse('UNAVAILABLE', 'this node is draining; connect to another node', drainRetryAfterSeconds());
       return undefined;
     }
     const origin = request.headers.origin;
     if (config.allowedOrigins && origin !== undefined && !config.allowedOrigins.includes(origin)) {
-      metrics.upgradesRefused.inc({ status: '403' });
-      refuse(403, 'FORBIDDEN', 'origin not allowed');
+      refuse('FORBIDDEN', 'origin not allowed');
       return undefined;
     }
-    const ip = this.#ips.resolve(request);
     const limited = await rateLimits.consumeUpgrade(ip);
     if (limited) {
-      metrics.upgradesRefused.inc({ status: '429' });
       metrics.rateLimited.inc({ kind: 'ip' });
-      refuse(429, 'RATE_LIMITED', 'too many connection attempts', Math.ceil(limited.retryAfterMs / 1000));
+      refuse('RATE_LIMITED', 'too many connection attempts', Math.ceil(limited.retryAfterMs / 1000));
       return undefined;
     }
     let claims: AccessClaims;
     try {
       claims = await verifier.verify(tokenOf(request, url));
     } catch (error) {
-      metrics.upgradesRefused.inc({ status: '401' });
-      refuse(401, 'UNAUTHORIZED', error instanceof TokenError ? error.message : 'invalid token');
+      refuse('UNAUTHORIZED', error instanceof TokenError ? error.message : 'invalid token');
       return undefined;
     }
     if ((this.#perUser.get(claims.userId) ?? 0) >= config.maxConnectionsPerUser) {
-      metrics.upgradesRefused.inc({ status: '429' });
       metrics.rateLimited.inc({ kind: 'user' });
-      refuse(429, 'RATE_LIMITED', `at most ${config.maxConnectionsPerUser} connections per user`, 5);
+      refuse('RATE_LIMITED', `at most ${config.maxConnectionsPerUser} connections per user`, 5);
       return undefined;
     }
     if (drain.state !== 'RUNNING') {
-      metrics.upgradesRefused.inc({ status: '503' });
-      refuse(503, 'UNAVAILABLE', 'this node is draining; connect to another node', drainRetryAfterSeconds());
+      refuse('UNAVAILABLE', 'this node is draining; connect to another node', drainRetryAfterSeconds());
       return undefined;
     }
     return claims;
   }
 
-  #refuse(socket: Duplex, status: number, code: HttpErrorCode, message: string, retryAfterS?: number): void {
+  #refuse(socket: Duplex, code: HttpErrorCode, message: string, retryAfterS?: number): void {
     if (socket.destroyed) return;
+    const status = HTTP_STATUS[code];
+    this.#services.metrics.upgradesRefused.inc({ status: String(status) });
     const body = JSON.stringify({ error: { code, message } });
     const headers = [
       `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}`,

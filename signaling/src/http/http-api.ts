@@ -6,8 +6,8 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
-import type { HttpErrorCode } from '../errors.js';
-import { HTTP_STATUS } from '../errors.js';
+import { HTTP_STATUS, type HttpErrorCode } from '../errors.js';
+import { StaticFiles } from './static-files.js';
 
 /** What the HTTP API reads from the node. */
 export interface HttpApiDeps {
@@ -23,16 +23,18 @@ export interface HttpApiDeps {
   room(roomId: string): unknown;
   closeRoom(roomId: string): Promise<boolean>;
   drain(): { state: string; deadline: number | undefined };
-  /** Static files of the browser page: path → [content type, body]; undefined when not built. */
-  staticFile(path: string): Promise<{ contentType: string; body: Buffer } | undefined>;
+  /** The directory of the browser page's files (it may not exist: then only the API answers). */
+  readonly webRoot: string;
 }
 
 export class HttpApi {
   readonly #deps: HttpApiDeps;
   readonly #adminDigest: Buffer | undefined;
+  readonly #files: StaticFiles;
 
   constructor(deps: HttpApiDeps) {
     this.#deps = deps;
+    this.#files = new StaticFiles(deps.webRoot);
     this.#adminDigest = deps.config.adminToken ? sha256(deps.config.adminToken) : undefined;
   }
 
@@ -69,10 +71,16 @@ export class HttpApi {
     if (path.startsWith('/admin/')) return this.#admin(request, response, method, path);
     if (path === '/ws') return sendError(response, 'BAD_REQUEST', 'this endpoint needs a WebSocket upgrade');
     if (method === 'GET' || method === 'HEAD') {
-      const file = await deps.staticFile(path === '/' ? '/index.html' : path);
+      const file = await this.#files.find(path);
       if (file) {
         response.writeHead(200, { 'Content-Type': file.contentType, 'Cache-Control': 'no-cache' });
         response.end(method === 'HEAD' ? undefined : file.body);
+        return;
+      }
+      // Browsers ask for /favicon.ico whatever the page links; the page links its own icon.
+      if (path === '/favicon.ico') {
+        response.writeHead(204, { 'Cache-Control': 'max-age=86400' });
+        response.end();
         return;
       }
     }
@@ -149,10 +157,10 @@ function sendJson(response: ServerResponse, status: number, body: unknown): void
 }
 
 function sendError(response: ServerResponse, code: HttpErrorCode, message: string): void {
-  sendJson(response, code === 'UNAUTHORIZED' ? 401 : HTTP_STATUS[code], { error: { code, message } });
+  sendJson(response, HTTP_STATUS[code], { error: { code, message } });
 }
 
 function sendMethodNotAllowed(response: ServerResponse, allow: string): void {
   response.setHeader('Allow', allow);
-  sendJson(response, 405, { error: { code: 'BAD_REQUEST', message: `method not allowed; use ${allow}` } });
+  sendError(response, 'METHOD_NOT_ALLOWED', `method not allowed; use ${allow}`);
 }

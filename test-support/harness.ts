@@ -5,7 +5,7 @@
 import { afterEach } from 'vitest';
 import WebSocket from 'ws';
 import { loadConfig } from '../signaling/src/config.js';
-import { TradingRoomNode } from '../signaling/src/node.js';
+import { TradingRoomNode, type NodeOptions } from '../signaling/src/node.js';
 import { signAccessToken } from '../signaling/src/auth/tokens.js';
 import type { Role } from '../signaling/src/protocol/common.js';
 import { TradingRoomClient, type ClientOptions, type JoinResult } from '../signaling/client/index.js';
@@ -161,8 +161,8 @@ export class UpgradeRefused extends Error {
   }
 }
 
-/** Starts a node on a free port with test defaults; `env` overrides. */
-export async function startTestNode(env: Record<string, string> = {}): Promise<TestNode> {
+/** Starts a node on a free port with test defaults; `env` overrides; `options` (a bus, a logger) as given. */
+export async function startTestNode(env: Record<string, string> = {}, options: NodeOptions = {}): Promise<TestNode> {
   const config = loadConfig({
     NODE_ENV: 'test',
     HOST: '127.0.0.1',
@@ -175,7 +175,7 @@ export async function startTestNode(env: Record<string, string> = {}): Promise<T
     SESSION_RESUME_GRACE_MS: '0',
     ...env,
   });
-  const node = new TradingRoomNode(config);
+  const node = new TradingRoomNode(config, options);
   await node.start();
   return new TestNode(node);
 }

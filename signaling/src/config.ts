@@ -4,10 +4,10 @@
  * names the variable and the form it expects.
  */
 import { randomBytes } from 'node:crypto';
-import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { ConfigError } from './errors.js';
+import { isCidr } from './net/cidr.js';
 
 const boolean = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'expected true or false' })
@@ -36,14 +36,6 @@ const list = z.string().transform((v) =>
     .filter((s) => s.length > 0),
 );
 
-/** An IP address or a CIDR range whose prefix fits the address family. */
-function isCidr(value: string): boolean {
-  const [address = '', prefix, ...rest] = value.split('/');
-  const family = isIP(address);
-  if (family === 0 || rest.length > 0) return false;
-  if (prefix === undefined) return true;
-  return /^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128);
-}
 const cidrList = list.pipe(z.array(z.string().refine(isCidr, 'expected IP addresses or CIDR ranges, comma separated')));
 
 /** Variables whose values never appear in an error message. */
@@ -73,6 +65,8 @@ const envSchema = z.object({
   MAX_PAYLOAD_BYTES: int(1024, 16 * 1024 * 1024).default(64 * 1024),
   REPLAY_LOG_MAX_EVENTS: int(1, 10_000_000).default(10_000),
   REPLAY_LOG_MAX_AGE_MS: int(1000).default(15 * 60_000),
+  RESUME_MAX_REPLAY_EVENTS: int(1).default(2000),
+  RESUME_MAX_REPLAY_BYTES: int(1024).default(1024 * 1024),
   LARGE_ROOM_THRESHOLD: int(1).default(200),
   PARTICIPANT_COUNT_INTERVAL_MS: int(10, 60_000).default(1000),
   MAX_PARTICIPANTS_PER_ROOM: int(1).default(10_000),
@@ -105,9 +99,11 @@ const envSchema = z.object({
   RTC_ANNOUNCED_ADDRESS: z.string().min(1).optional(),
   RTC_BASE_PORT: int(0, 65535).default(40_000),
   SFU_PLAIN_TRANSPORTS: boolean.default(false),
+  SFU_PLAIN_ALLOWED_CIDRS: cidrList.optional(),
   SFU_CONSUMER_BUDGET: int(1).default(400),
   SFU_MAX_TRANSPORTS_PER_PARTICIPANT: int(1).default(4),
   SFU_MAX_PRODUCERS_PER_PARTICIPANT: int(1).default(4),
+  SFU_MAX_CONSUMERS_PER_PARTICIPANT: int(1).default(16),
 });
 
 type Env = z.infer<typeof envSchema>;
@@ -142,6 +138,9 @@ export interface Config {
   readonly rooms: {
     readonly replayMaxEvents: number;
     readonly replayMaxAgeMs: number;
+    /** A resume that would replay more events or bytes than these answers `resumed: false`. */
+    readonly resumeMaxReplayEvents: number;
+    readonly resumeMaxReplayBytes: number;
     readonly largeRoomThreshold: number;
     readonly participantCountIntervalMs: number;
     readonly maxParticipants: number;
@@ -169,9 +168,12 @@ export interface Config {
     readonly announcedAddress: string | undefined;
     readonly rtcBasePort: number;
     readonly plainTransports: boolean;
+    /** Where `sfu.connectPlainTransport` may point a plain transport (IP addresses and CIDR ranges). */
+    readonly plainAllowedCidrs: readonly string[];
     readonly consumersPerRouter: number;
     readonly maxTransportsPerParticipant: number;
     readonly maxProducersPerParticipant: number;
+    readonly maxConsumersPerParticipant: number;
   };
 }
 
@@ -242,6 +244,8 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
     rooms: {
       replayMaxEvents: e.REPLAY_LOG_MAX_EVENTS,
       replayMaxAgeMs: e.REPLAY_LOG_MAX_AGE_MS,
+      resumeMaxReplayEvents: e.RESUME_MAX_REPLAY_EVENTS,
+      resumeMaxReplayBytes: e.RESUME_MAX_REPLAY_BYTES,
       largeRoomThreshold: e.LARGE_ROOM_THRESHOLD,
       participantCountIntervalMs: e.PARTICIPANT_COUNT_INTERVAL_MS,
       maxParticipants: e.MAX_PARTICIPANTS_PER_ROOM,
@@ -273,9 +277,11 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
       announcedAddress: e.RTC_ANNOUNCED_ADDRESS,
       rtcBasePort: e.RTC_BASE_PORT,
       plainTransports: e.SFU_PLAIN_TRANSPORTS,
+      plainAllowedCidrs: e.SFU_PLAIN_ALLOWED_CIDRS ?? ['127.0.0.0/8', '::1/128'],
       consumersPerRouter: e.SFU_CONSUMER_BUDGET,
       maxTransportsPerParticipant: e.SFU_MAX_TRANSPORTS_PER_PARTICIPANT,
       maxProducersPerParticipant: e.SFU_MAX_PRODUCERS_PER_PARTICIPANT,
+      maxConsumersPerParticipant: e.SFU_MAX_CONSUMERS_PER_PARTICIPANT,
     },
   });
 }

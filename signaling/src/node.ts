@@ -5,8 +5,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import { existsSync, readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import { dirname, extname, join, normalize, sep } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
@@ -27,13 +26,6 @@ import type { MediaGateway } from './rooms/media-gateway.js';
 
 const PACKAGE_ROOT = findPackageRoot(dirname(fileURLToPath(import.meta.url)));
 const VERSION = (JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
-const WEB_ROOT = join(PACKAGE_ROOT, 'dist', 'web');
-const CONTENT_TYPES: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.css': 'text/css; charset=utf-8',
-  '.map': 'application/json',
-};
 
 export interface NodeOptions {
   readonly logger?: Logger;
@@ -106,7 +98,7 @@ export class TradingRoomNode {
         void this.drain();
         return { state: this.drainController.state, deadline: this.drainController.deadline };
       },
-      staticFile: (path) => staticFile(path),
+      webRoot: join(PACKAGE_ROOT, 'dist', 'web'),
     });
     this.#server = createServer({ keepAliveTimeout: 5000 }, (req, res) => api.handle(req, res));
     this.#server.on('upgrade', (req, socket, head) => this.#gateway.handleUpgrade(req, socket, head));
@@ -147,10 +139,11 @@ export class TradingRoomNode {
         consumersPerRouter: m.consumersPerRouter,
         maxTransportsPerParticipant: m.maxTransportsPerParticipant,
         maxProducersPerParticipant: m.maxProducersPerParticipant,
+        maxConsumersPerParticipant: m.maxConsumersPerParticipant,
         logger: this.log.child({ component: 'sfu' }),
       });
       registerMediaMetrics(this.metrics.registry, service);
-      this.#media = new MediaGateway(service, this.rooms, this.log);
+      this.#media = new MediaGateway(service, this.rooms, this.log, { plainAllowedCidrs: m.plainAllowedCidrs });
       this.rooms.useMedia(this.#media);
     } catch (error) {
       this.#mediaError = error instanceof Error ? error.message : String(error);
@@ -256,18 +249,6 @@ export class TradingRoomNode {
     for (const state of ['RUNNING', 'DRAINING', 'CLOSED'] as const) {
       this.metrics.drainState.set({ state: state.toLowerCase() }, this.drainController.state === state ? 1 : 0);
     }
-  }
-}
-
-async function staticFile(path: string): Promise<{ contentType: string; body: Buffer } | undefined> {
-  const full = normalize(join(WEB_ROOT, path));
-  if (!full.startsWith(WEB_ROOT + sep)) return undefined;
-  const contentType = CONTENT_TYPES[extname(full)];
-  if (!contentType) return undefined;
-  try {
-    return { contentType, body: await readFile(full) };
-  } catch {
-    return undefined;
   }
 }
 

@@ -180,7 +180,8 @@ describe('close codes that stop the client', () => {
     await eventually(() => alice.state === 'closed');
     expect(seen.closed).toEqual([{ code: 4003, reason: expect.any(String) }]);
     expect(kicked).toHaveLength(1);
-    await new Promise((r) => setTimeout(r, 600)); // a dozen backoff periods: no new attempt
+    // Every reconnect is scheduled through 'reconnecting'; 'closed' is left only by connect().
+    expect(seen.states).toEqual(['connecting', 'joined', 'closed']);
     expect(rec.attempts).toHaveLength(1);
     expect(sessionsOf(t, 'alice')).toHaveLength(0);
     await expect(alice.request('ping', {})).rejects.toMatchObject({ code: 'DISCONNECTED' });
@@ -195,7 +196,7 @@ describe('close codes that stop the client', () => {
     const { client: second } = await t.joined('alice');
     await eventually(() => first.state === 'closed');
     expect(seen.closed).toEqual([{ code: 4009, reason: expect.any(String) }]);
-    await new Promise((r) => setTimeout(r, 600));
+    expect(seen.states).toEqual(['connecting', 'joined', 'closed']);
     expect(rec.attempts).toHaveLength(1);
     expect(second.state).toBe('joined');
     expect((await second.request('ping', {})).now).toBeGreaterThan(0);

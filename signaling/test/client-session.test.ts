@@ -1,12 +1,12 @@
 /**
  * One connection's message path over a real socket: envelopes and ids, error codes in the
- * order the contract fixes, frame limits, exactly one response per request, token refresh and
- * expiry.
+ * order the contract fixes, frame limits, exactly one response per request, token refresh
+ * (a new role in it included) and expiry.
  */
 import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TEST_SECRET, startTestNode, type RawSocket, type TestNode } from '../../test-support/harness.js';
-import { GENEROUS_LIMITS, expectWireValid, type Message } from '../../test-support/room-helpers.js';
+import { GENEROUS_LIMITS, expectWireValid, joinRaw, type Message } from '../../test-support/room-helpers.js';
 
 let roomCounter = 0;
 const nextRoom = () => `cs-${++roomCounter}`;
@@ -272,6 +272,72 @@ describe('client session', () => {
         });
       }
       expect(raw.ws.readyState).toBe(raw.ws.OPEN);
+    });
+  });
+
+  describe('session.refresh with another role', () => {
+    it('a lower role takes effect like moderation.setRole: participant.updated, publishing rights gone', async () => {
+      const roomId = nextRoom();
+      const moderator = await joinRaw(t, 'mod', { roomId, role: 'moderator' });
+      const presenter = await joinRaw(t, 'pres', { roomId, role: 'presenter' });
+      expect(await presenter.raw.request('alert.publish', { symbol: 'AAPL', action: 'buy' })).toMatchObject({
+        ok: true,
+      });
+
+      const refreshed = await presenter.raw.request('session.refresh', {
+        token: await t.token('pres', { roomId, role: 'trader' }),
+      });
+      expect(refreshed).toMatchObject({ ok: true, data: { expiresAt: expect.any(Number) } });
+      for (const c of [moderator, presenter]) {
+        const updated = await c.raw.waitFor((m) => m.event === 'participant.updated');
+        expect(updated.data).toEqual({
+          participant: { ...presenter.join.participants.find((p) => p.userId === 'pres'), role: 'trader' },
+        });
+      }
+      expect(await presenter.raw.request('alert.publish', { symbol: 'AAPL', action: 'sell' })).toMatchObject({
+        ok: false,
+        error: { code: 'FORBIDDEN' },
+      });
+      expect(t.node.rooms.summary(roomId)?.participantsByRole).toEqual({ presenter: 0, moderator: 1, trader: 1 });
+
+      // A higher role takes effect the same way.
+      await presenter.raw.request('session.refresh', { token: await t.token('pres', { roomId, role: 'presenter' }) });
+      await moderator.raw.waitFor(
+        (m) =>
+          m.event === 'participant.updated' && (m.data as { participant: Message }).participant.role === 'presenter',
+      );
+      expect(await presenter.raw.request('alert.publish', { symbol: 'AAPL', action: 'buy' })).toMatchObject({
+        ok: true,
+      });
+      expectWireValid(moderator.raw.messages);
+    });
+
+    it("a moderator's role change wins over the refreshed token", async () => {
+      const roomId = nextRoom();
+      const moderator = await joinRaw(t, 'mod', { roomId, role: 'moderator' });
+      const demoted = await joinRaw(t, 'demoted', { roomId, role: 'presenter' });
+      const untouched = await joinRaw(t, 'untouched', { roomId, role: 'trader' });
+      await moderator.raw.request('moderation.setRole', { participantId: demoted.join.participantId, role: 'trader' });
+      await moderator.raw.waitFor((m) => m.event === 'participant.updated');
+
+      // Both refresh with a moderator token: only the one no moderator touched gets the role.
+      for (const c of [demoted, untouched]) {
+        const token = await t.token(c === demoted ? 'demoted' : 'untouched', { roomId, role: 'moderator' });
+        expect(await c.raw.request('session.refresh', { token })).toMatchObject({ ok: true });
+      }
+      const promoted = await moderator.raw.waitFor(
+        (m) =>
+          m.event === 'participant.updated' && (m.data as { participant: Message }).participant.role === 'moderator',
+      );
+      expect((promoted.data as { participant: Message }).participant.participantId).toBe(untouched.join.participantId);
+      expect(await demoted.raw.request('alert.publish', { symbol: 'AAPL', action: 'buy' })).toMatchObject({
+        ok: false,
+        error: { code: 'FORBIDDEN' },
+      });
+      const next = await moderator.raw.request('chat.send', { text: 'nothing else changed' });
+      expect((next.data as { seq: number }).seq).toBe((promoted.seq as number) + 1);
+      expect(moderator.raw.events('participant.updated')).toHaveLength(2);
+      expect(t.node.rooms.summary(roomId)?.participantsByRole).toEqual({ presenter: 0, moderator: 2, trader: 1 });
     });
   });
 });

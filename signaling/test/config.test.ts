@@ -32,6 +32,8 @@ describe('loadConfig', () => {
     expect(config.rooms).toEqual({
       replayMaxEvents: 10_000,
       replayMaxAgeMs: 15 * 60_000,
+      resumeMaxReplayEvents: 2000,
+      resumeMaxReplayBytes: 1024 * 1024,
       largeRoomThreshold: 200,
       participantCountIntervalMs: 1000,
       maxParticipants: 10_000,
@@ -54,6 +56,8 @@ describe('loadConfig', () => {
     });
     expect(config.media.enabled).toBe(true);
     expect(config.media.plainTransports).toBe(false);
+    expect(config.media.plainAllowedCidrs).toEqual(['127.0.0.0/8', '::1/128']);
+    expect(config.media.maxConsumersPerParticipant).toBe(16);
     expect(config.telemetry).toEqual({ otlpEndpoint: undefined, serviceName: 'trading-room', enabled: false });
   });
 
@@ -80,6 +84,7 @@ describe('loadConfig', () => {
       MEDIA_ENABLED: '0',
       RTC_LISTEN_IP: '::',
       SFU_PLAIN_TRANSPORTS: 'yes',
+      SFU_PLAIN_ALLOWED_CIDRS: '127.0.0.1, 10.20.0.0/16, fd00::/8',
     });
     expect(config.env).toBe('production');
     expect(config.host).toBe('127.0.0.1');
@@ -102,6 +107,7 @@ describe('loadConfig', () => {
     expect(config.media.enabled).toBe(false);
     expect(config.media.listenIp).toBe('::');
     expect(config.media.plainTransports).toBe(true);
+    expect(config.media.plainAllowedCidrs).toEqual(['127.0.0.1', '10.20.0.0/16', 'fd00::/8']);
   });
 
   it('treats empty strings as unset and ignores unknown variables', () => {
@@ -179,6 +185,8 @@ describe('loadConfig', () => {
     ['MAX_PAYLOAD_BYTES', '10'],
     ['REPLAY_LOG_MAX_EVENTS', '0'],
     ['REPLAY_LOG_MAX_AGE_MS', '999'],
+    ['RESUME_MAX_REPLAY_EVENTS', '0'],
+    ['RESUME_MAX_REPLAY_BYTES', '1023'],
     ['LARGE_ROOM_THRESHOLD', '0'],
     ['PARTICIPANT_COUNT_INTERVAL_MS', '5'],
     ['JOIN_PARTICIPANTS_LIMIT', '-3'],
@@ -198,6 +206,9 @@ describe('loadConfig', () => {
     ['RTC_LISTEN_IP', '300.1.1.1'],
     ['RTC_BASE_PORT', '65536'],
     ['SFU_CONSUMER_BUDGET', '0'],
+    ['SFU_PLAIN_ALLOWED_CIDRS', 'localhost'],
+    ['SFU_PLAIN_ALLOWED_CIDRS', '127.0.0.0/8/1'],
+    ['SFU_MAX_CONSUMERS_PER_PARTICIPANT', '0'],
   ];
 
   it.each(badValues)('rejects %s=%j with a ConfigError naming it', (name, value) => {

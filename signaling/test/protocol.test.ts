@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { METHODS, findMethod, isDurableEvent, type MethodName } from '../src/protocol/index.js';
-import { requestEnvelopeSchema, participantSchema, ROLES } from '../src/protocol/common.js';
+import { cleanDisplayName, requestEnvelopeSchema, participantSchema, ROLES } from '../src/protocol/common.js';
 import { durableEventSchemas, ephemeralEventSchemas } from '../src/protocol/notifications.js';
 import { CONTRACT_METHODS } from '../../test-support/contract.js';
 
@@ -288,6 +288,24 @@ describe('room.join data', () => {
   });
 });
 
+describe('display names', () => {
+  it.each([
+    ['plain text', 'Alice Smith', 'Alice Smith'],
+    ['emoji and accents', 'Zoë 🚀', 'Zoë 🚀'],
+    ['a right-to-left override', 'Presenter (Official)\u202E', 'Presenter (Official)'],
+    ['embeddings and a pop', '\u202A\u202BA\u202C\u202D', 'A'],
+    ['isolates', '\u2066B\u2067\u2068\u2069', 'B'],
+    ['marks', '\u200EC\u200F\u061C', 'C'],
+    ['zero-width characters', 'D\u200B\u200C\u200D\u2060\uFEFF', 'D'],
+    ['controls, C0 and C1', '\u0000E\u0007\t\n\u007F\u0085\u009F', 'E'],
+    ['line separators', 'F\u2028\u2029', 'F'],
+    ['space left at the ends', '\u200B  G H \u202E', 'G H'],
+    ['nothing visible', '\u202E\u200B\u2066', ''],
+  ])('keeps only what is visible: %s', (_, name, expected) => {
+    expect(cleanDisplayName(name)).toBe(expected);
+  });
+});
+
 describe('request envelope', () => {
   it.each([
     { id: 1, method: 'ping' },
@@ -356,6 +374,19 @@ describe('notifications', () => {
     const participant = { participantId: 'p', userId: 'u', name: 'n', role: 'trader', joinedAt: 1 };
     expect(participantSchema.parse(participant)).toEqual(participant);
     expect(participantSchema.safeParse({ ...participant, role: 'admin' }).success).toBe(false);
+  });
+
+  it("names a chat message's and an alert's sender with its role", () => {
+    const from = { participantId: 'p', userId: 'u', name: 'n', role: 'presenter' };
+    const chat = { messageId: 'm', from, text: 'hi', ts: 1 };
+    const alert = { alertId: 'a', from, symbol: 'ES', action: 'buy', ts: 1 };
+    expect(durableEventSchemas['chat.message'].safeParse(chat).success).toBe(true);
+    expect(durableEventSchemas['alert.published'].safeParse(alert).success).toBe(true);
+    const { role: _role, ...withoutRole } = from;
+    expect(durableEventSchemas['chat.message'].safeParse({ ...chat, from: withoutRole }).success).toBe(false);
+    expect(
+      durableEventSchemas['alert.published'].safeParse({ ...alert, from: { ...from, role: 'admin' } }).success,
+    ).toBe(false);
   });
 
   it('knows the leave reasons', () => {

@@ -1,11 +1,15 @@
-/** ReplayLog: seq assignment, the ring buffer, eviction by count and by age, and readAfter. */
+/**
+ * ReplayLog: seq assignment, the ring buffer and its lazy growth, eviction by count and by age,
+ * and readAfter.
+ */
 import { describe, expect, it } from 'vitest';
 import { ReplayLog, type ReplayLogOptions } from '../src/bus/replay-log.js';
+import { range } from '../../test-support/room-helpers.js';
 
 /** A log with a hand-driven clock. */
-function logWithClock(options: Partial<ReplayLogOptions> = {}, startSeq?: number) {
+function logWithClock(options: Partial<ReplayLogOptions> = {}) {
   const clock = { now: 1_000_000 };
-  const log = new ReplayLog({ maxEvents: 100, maxAgeMs: 60_000, now: () => clock.now, ...options }, startSeq);
+  const log = new ReplayLog({ maxEvents: 100, maxAgeMs: 60_000, now: () => clock.now, ...options });
   const append = (n: number) => {
     for (let i = 0; i < n; i++) log.append((seq) => `frame-${seq}`);
   };
@@ -38,15 +42,6 @@ describe('ReplayLog', () => {
     expect(seqsOf(log.readAfter(0))).toEqual([1, 2, 3, 4, 5]);
     expect(seqsOf(log.readAfter(3))).toEqual([4, 5]);
     expect(log.readAfter(2)?.map((e) => e.frame)).toEqual(['{"seq":3}', '{"seq":4}', '{"seq":5}']);
-  });
-
-  it('continues from a start seq', () => {
-    const { log, append } = logWithClock({}, 41);
-    expect(log.lastSeq).toBe(41);
-    expect(log.readAfter(41)).toEqual([]);
-    expect(log.readAfter(40)).toBeNull();
-    append(2);
-    expect(seqsOf(log.readAfter(41))).toEqual([42, 43]);
   });
 
   it('returns [] when asked after the newest seq it has', () => {
@@ -124,13 +119,40 @@ describe('ReplayLog', () => {
     expect(log.size).toBeLessThanOrEqual(11);
   });
 
-  it('inserts events numbered elsewhere only in order', () => {
-    const { log } = logWithClock();
-    log.insert({ seq: 1, ts: 1, frame: 'a' });
-    log.insert({ seq: 2, ts: 2, frame: 'b' });
-    expect(() => log.insert({ seq: 4, ts: 3, frame: 'd' })).toThrow(RangeError);
-    expect(() => log.insert({ seq: 2, ts: 3, frame: 'b' })).toThrow(RangeError);
-    expect(log.lastSeq).toBe(2);
+  it('allocates a few slots for an empty room and doubles them as events arrive, up to maxEvents', () => {
+    const { log, append } = logWithClock({ maxEvents: 10_000 });
+    expect(log.capacity).toBeLessThanOrEqual(8);
+    const seen = [log.capacity];
+    for (let i = 0; i < 12_000; i++) {
+      append(1);
+      if (log.capacity !== seen.at(-1)) seen.push(log.capacity);
+    }
+    expect(seen).toEqual([8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 10_000]);
+    expect(log.size).toBe(10_000);
+    expect(seqsOf(log.readAfter(2000))).toEqual(range(2001, 12_000));
+  });
+
+  it('keeps order across growth after the ring has wrapped (events expired from the front)', () => {
+    const { log, clock, append } = logWithClock({ maxEvents: 64, maxAgeMs: 100 });
+    append(6); // seq 1..6 at t0
+    clock.now += 60;
+    append(2); // seq 7, 8; the buffer of 8 is full
+    clock.now += 50;
+    expect(log.size).toBe(2); // seq 1..6 expired: the oldest entry now sits mid-buffer
+    append(6); // seq 9..14 wrap around the front of the buffer and fill it
+    expect(log.capacity).toBe(8);
+    append(1); // seq 15: the buffer doubles, oldest first
+    expect(log.capacity).toBe(16);
+    expect(seqsOf(log.readAfter(6))).toEqual(range(7, 15));
+    expect(log.readAfter(5)).toBeNull();
+  });
+
+  it('never allocates more than maxEvents slots', () => {
+    expect(new ReplayLog({ maxEvents: 3, maxAgeMs: 1000 }).capacity).toBe(3);
+    const { log, append } = logWithClock({ maxEvents: 20 });
+    append(100);
+    expect(log.capacity).toBe(20);
+    expect(seqsOf(log.readAfter(80))?.length).toBe(20);
   });
 
   it('refuses a capacity below 1', () => {

@@ -127,6 +127,48 @@ describe('room service', () => {
       await eventually(() => t.node.rooms.summary(roomId)?.participants === 1, 2000, 'carol removed');
     });
 
+    it("prefers the token's name and strips bidi, control and zero-width characters from names", async () => {
+      const roomId = nextRoom();
+      const observer = await joinRaw(t, 'observer', { roomId, role: 'moderator' });
+      const spoofs = [
+        // userId, token name, displayName asked for, the name everyone sees
+        ['spoofer', undefined, 'Presenter (Official)\u202E', 'Presenter (Official)'],
+        ['isolate', undefined, '\u2066Pat\u2069\u200B \u200DJ\uFEFF\u2060\u061C\u200E\u200F', 'Pat J'],
+        ['control', undefined, 'Bell\u0007 \u0085Tab\tEnd\u2028', 'Bell TabEnd'],
+        ['invisible', undefined, '\u202A\u202B\u202C\u202D', 'invisible'],
+        ['named', 'Nina \u202Egnp.exe', 'Somebody Else', 'Nina gnp.exe'],
+        ['blank-token-name', '\u200B\u200C', 'Fallback', 'Fallback'],
+      ] as const;
+      for (const [userId, name, displayName, expected] of spoofs) {
+        const joined = await joinRaw(t, userId, { roomId, ...(name ? { name } : {}), data: { displayName } });
+        const announced = await observer.raw.waitFor(
+          (m) => m.event === 'participant.joined' && (dataOf(m).participant as Message).userId === userId,
+        );
+        expect((dataOf(announced).participant as Message).name, userId).toBe(expected);
+        expect(joined.join.participants.find((p) => p.userId === userId)?.name).toBe(expected);
+        const chat = await joined.raw.request('chat.send', { text: 'hi' });
+        const message = await observer.raw.waitFor((m) => m.seq === dataOf(chat).seq);
+        expect(dataOf(message).from).toEqual({
+          participantId: joined.join.participantId,
+          userId,
+          name: expected,
+          role: 'trader',
+        });
+      }
+      // No name anyone was sent carries any of the hidden characters the joiners tried.
+      const hidden = [0x07, 0x09, 0x85, 0x61c, 0x200b, 0x200c, 0x200d, 0x200e, 0x200f, 0x202a, 0x202b, 0x202c]
+        .concat([0x202d, 0x202e, 0x2028, 0x2060, 0x2066, 0x2069, 0xfeff])
+        .map((code) => String.fromCodePoint(code));
+      const names = observer.raw.messages.flatMap((m) => [
+        (dataOf(m).participant as Message | undefined)?.name,
+        (dataOf(m).from as Message | undefined)?.name,
+      ]);
+      const sent = names.filter((name): name is string => typeof name === 'string');
+      expect(sent).toHaveLength(spoofs.length * 2);
+      expect(sent.filter((name) => hidden.some((c) => name.includes(c)))).toEqual([]);
+      expectWireValid(observer.raw.messages);
+    });
+
     it('tells SDK clients the same: joined then left, with seq', async () => {
       const roomId = nextRoom();
       const watcher = await joinRecording(t, 'watcher', { roomId, role: 'moderator' });
@@ -221,7 +263,7 @@ describe('room service', () => {
         seq: 3,
         data: {
           messageId: dataOf(chat).messageId,
-          from: { participantId: trader.join.participantId, userId: 'trad', name: 'trad' },
+          from: { participantId: trader.join.participantId, userId: 'trad', name: 'trad', role: 'trader' },
           text: 'hello 👋',
           ts: expect.any(Number),
         },
@@ -231,7 +273,7 @@ describe('room service', () => {
         seq: 4,
         data: {
           alertId: dataOf(alert).alertId,
-          from: { participantId: presenter.join.participantId, userId: 'pres', name: 'Pat' },
+          from: { participantId: presenter.join.participantId, userId: 'pres', name: 'Pat', role: 'presenter' },
           symbol: 'BTC/USD',
           action: 'sell',
           price: 64000.5,
@@ -641,6 +683,90 @@ describe('resume', () => {
     const unknown = await stranger.request('room.join', { resume: { sessionId: 'no-such-session', lastSeq: 0 } });
     expect(unknown).toMatchObject({ ok: true, data: { resumed: false } });
   });
+
+  it('never replays what came before the session joined: a late joiner resuming from lastSeq 0', async () => {
+    const roomId = nextRoom('resume');
+    const sender = await joinRaw(t, 'sender', { roomId, role: 'presenter' });
+    for (let i = 0; i < 5; i++) await sender.raw.request('chat.send', { text: `history ${i}` });
+    const late = await joinRaw(t, 'late', { roomId });
+    const joinSeq = late.join.lastSeq;
+    const after = [];
+    for (let i = 0; i < 2; i++) after.push(await sender.raw.request('chat.send', { text: `after the join ${i}` }));
+    await waitForSeq(late.raw, joinSeq + 2);
+    late.raw.ws.close();
+    await late.raw.closed;
+    await eventually(() => t.node.rooms.summary(roomId)?.connected === 1, 2000, 'disconnect seen');
+
+    const again = await t.raw(await t.token('late', { roomId }));
+    const response = await again.request('room.join', { resume: { sessionId: late.join.sessionId, lastSeq: 0 } });
+    expect(response).toMatchObject({
+      ok: true,
+      data: { resumed: true, participantId: late.join.participantId, lastSeq: joinSeq + 2 },
+    });
+    const replayed = again.messages.slice(0, again.messages.indexOf(response));
+    expect(replayed.map((m) => m.seq)).toEqual([joinSeq + 1, joinSeq + 2]);
+    expect(replayed.map((m) => dataOf(m).messageId)).toEqual(after.map((r) => dataOf(r).messageId));
+  });
+});
+
+describe('resume bounds', () => {
+  let t: TestNode;
+
+  beforeAll(async () => {
+    t = await startTestNode({
+      ...GENEROUS_LIMITS,
+      SESSION_RESUME_GRACE_MS: '10000',
+      RESUME_MAX_REPLAY_EVENTS: '5',
+      RESUME_MAX_REPLAY_BYTES: '4096',
+    });
+  });
+
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  /** Joins `userId` as a trader next to a presenter, drops its socket, and lets the presenter chat `texts`. */
+  async function missWhileAway(userId: string, texts: readonly string[]) {
+    const roomId = nextRoom('bounds');
+    const sender = await joinRaw(t, 'sender', { roomId, role: 'presenter' });
+    const away = await joinRaw(t, userId, { roomId });
+    away.raw.ws.close();
+    await away.raw.closed;
+    await eventually(() => t.node.rooms.summary(roomId)?.connected === 1, 2000, 'disconnect seen');
+    for (const text of texts) expect(await sender.raw.request('chat.send', { text })).toMatchObject({ ok: true });
+    const back = await t.raw(await t.token(userId, { roomId }));
+    const lastSeq = away.join.lastSeq;
+    const response = await back.request('room.join', { resume: { sessionId: away.join.sessionId, lastSeq } });
+    return { roomId, sender, away, back, response };
+  }
+
+  it('resumes when the replay fits both bounds', async () => {
+    const { away, back, response } = await missWhileAway('fits', ['one', 'two', 'three', 'four', 'five']);
+    expect(response).toMatchObject({ ok: true, data: { resumed: true, participantId: away.join.participantId } });
+    expect(seqs(back)).toEqual(range(away.join.lastSeq + 1, away.join.lastSeq + 5));
+  });
+
+  it.each([
+    ['more events than RESUME_MAX_REPLAY_EVENTS', ['1', '2', '3', '4', '5', '6']],
+    ['more bytes than RESUME_MAX_REPLAY_BYTES', ['x'.repeat(1500), 'y'.repeat(1500), 'z'.repeat(1500)]],
+  ])('answers resumed: false with the current state for %s', async (_, texts) => {
+    const userId = `over-${texts.length}`;
+    const { roomId, sender, away, back, response } = await missWhileAway(userId, texts);
+    expect(response, JSON.stringify(response).slice(0, 300)).toMatchObject({ ok: true, data: { resumed: false } });
+    expect(back.messages.indexOf(response)).toBe(0); // nothing replayed
+    const join = response.data as JoinResult;
+    expectJoinResult(join);
+    expect(join.participantId).not.toBe(away.join.participantId);
+    expect(join.participantCount).toBe(2);
+    expect(join.participants.map((p) => p.userId).sort()).toEqual([userId, 'sender']);
+    // Its own fresh participant.joined is the newest event: lastSeq is the room's current seq.
+    const joined = await sender.raw.waitFor(
+      (m) =>
+        m.event === 'participant.joined' && (dataOf(m).participant as Message).participantId === join.participantId,
+    );
+    expect(joined.seq).toBe(join.lastSeq);
+    expect(t.node.rooms.summary(roomId)?.lastSeq).toBe(join.lastSeq);
+  });
 });
 
 describe('resume beyond the replay log', () => {
@@ -715,7 +841,12 @@ describe('room lifecycle', () => {
     await alice.raw.request('room.leave');
     const again = await alice.raw.request('room.join');
     expect(again).toMatchObject({ ok: true, data: { lastSeq: 3 } });
-    await new Promise((r) => setTimeout(r, 400)); // past the grace: the room must still be there
+    // A control room emptied after alice's room was: once its grace closed it, alice's would have
+    // closed too (timers of equal duration fire in the order they were set).
+    const control = nextRoom('life');
+    const bob = await joinRaw(t, 'bob', { roomId: control });
+    await bob.raw.request('room.leave');
+    await eventually(() => t.node.rooms.summary(control) === undefined, 3000, 'control room closed');
     expect(t.node.rooms.summary(roomId)?.participants).toBe(1);
     expect(dataOf(await alice.raw.request('chat.send', { text: 'x' })).seq).toBe(4);
   });

@@ -37,7 +37,8 @@ export interface TokenVerifierOptions {
 }
 
 export class TokenVerifier {
-  readonly #key: Uint8Array | JWTVerifyGetKey;
+  /** The verification key, as a getter either way (jose's overloads do not take their union). */
+  readonly #key: JWTVerifyGetKey;
   readonly #algorithms: string[];
 
   constructor(options: TokenVerifierOptions) {
@@ -45,7 +46,8 @@ export class TokenVerifier {
       this.#key = createRemoteJWKSet(new URL(options.jwksUrl), { timeoutDuration: 3000, cooldownDuration: 30_000 });
       this.#algorithms = ['RS256', 'ES256'];
     } else if (options.secret) {
-      this.#key = new TextEncoder().encode(options.secret);
+      const secret = new TextEncoder().encode(options.secret);
+      this.#key = () => secret;
       this.#algorithms = ['HS256'];
     } else {
       throw new TypeError('a JWT secret or a JWKS URL is required');
@@ -57,12 +59,10 @@ export class TokenVerifier {
     if (!token) throw new TokenError('missing token');
     let payload: unknown;
     try {
-      const key = this.#key;
-      const result =
-        key instanceof Uint8Array
-          ? await jwtVerify(token, key, { algorithms: this.#algorithms, requiredClaims: ['exp', 'sub'] })
-          : await jwtVerify(token, key, { algorithms: this.#algorithms, requiredClaims: ['exp', 'sub'] });
-      payload = result.payload;
+      ({ payload } = await jwtVerify(token, this.#key, {
+        algorithms: this.#algorithms,
+        requiredClaims: ['exp', 'sub'],
+      }));
     } catch (error) {
       if (error instanceof joseErrors.JWTExpired) throw new TokenError('token expired');
       if (error instanceof joseErrors.JOSEError) throw new TokenError(`invalid token: ${error.code}`);

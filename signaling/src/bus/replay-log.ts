@@ -1,7 +1,8 @@
 /**
  * A bounded, in-memory log of one room's durable events: a ring buffer holding at most
  * `maxEvents` entries, none older than `maxAgeMs`. Sequence numbers are assigned here in the
- * local bus; the Redis bus keeps the same bounds in a stream.
+ * local bus; the Redis bus keeps the same bounds in a stream. The buffer starts small and
+ * doubles as events arrive, so a quiet room costs a few slots rather than `maxEvents`.
  */
 
 export interface LoggedEvent {
@@ -18,21 +19,25 @@ export interface ReplayLogOptions {
   readonly now?: () => number;
 }
 
+/** Slots of a new log's buffer (fewer when `maxEvents` is smaller). */
+const INITIAL_CAPACITY = 8;
+
 export class ReplayLog {
-  readonly #buffer: (LoggedEvent | undefined)[];
+  #buffer: (LoggedEvent | undefined)[];
+  readonly #maxEvents: number;
   readonly #maxAgeMs: number;
   readonly #now: () => number;
   /** Index of the oldest entry in #buffer. */
   #head = 0;
   #size = 0;
-  #lastSeq: number;
+  #lastSeq = 0;
 
-  constructor(options: ReplayLogOptions, startSeq = 0) {
+  constructor(options: ReplayLogOptions) {
     if (!Number.isInteger(options.maxEvents) || options.maxEvents < 1) throw new RangeError('maxEvents must be >= 1');
-    this.#buffer = new Array<LoggedEvent | undefined>(options.maxEvents);
+    this.#maxEvents = options.maxEvents;
+    this.#buffer = new Array<LoggedEvent | undefined>(Math.min(INITIAL_CAPACITY, options.maxEvents));
     this.#maxAgeMs = options.maxAgeMs;
     this.#now = options.now ?? Date.now;
-    this.#lastSeq = startSeq;
   }
 
   /** The seq of the newest event ever appended (0 before the first). */
@@ -46,18 +51,17 @@ export class ReplayLog {
     return this.#size;
   }
 
-  /** Assigns the next seq to an event built by `encode(seq)` and stores it. */
-  append(encode: (seq: number) => string): LoggedEvent {
-    const entry: LoggedEvent = { seq: this.#lastSeq + 1, ts: this.#now(), frame: '' };
-    (entry as { frame: string }).frame = encode(entry.seq);
-    this.#push(entry);
-    return entry;
+  /** Slots allocated now: grows by doubling up to `maxEvents`, never beyond. */
+  get capacity(): number {
+    return this.#buffer.length;
   }
 
-  /** Stores an event whose seq was assigned elsewhere (must be exactly lastSeq + 1). */
-  insert(entry: LoggedEvent): void {
-    if (entry.seq !== this.#lastSeq + 1) throw new RangeError(`expected seq ${this.#lastSeq + 1}, got ${entry.seq}`);
+  /** Assigns the next seq to an event built by `encode(seq)` and stores it. */
+  append(encode: (seq: number) => string): LoggedEvent {
+    const seq = this.#lastSeq + 1;
+    const entry: LoggedEvent = { seq, ts: this.#now(), frame: encode(seq) };
     this.#push(entry);
+    return entry;
   }
 
   /**
@@ -71,35 +75,42 @@ export class ReplayLog {
     const oldestSeq = this.#lastSeq - this.#size + 1;
     if (this.#size === 0 || afterSeq + 1 < oldestSeq) return null;
     const out: LoggedEvent[] = [];
-    const capacity = this.#buffer.length;
-    for (let i = afterSeq + 1 - oldestSeq; i < this.#size; i++) {
-      out.push(this.#buffer[(this.#head + i) % capacity] as LoggedEvent);
-    }
+    for (let i = afterSeq + 1 - oldestSeq; i < this.#size; i++) out.push(this.#at(i));
     return out;
   }
 
+  /** The i-th oldest retained entry. */
+  #at(i: number): LoggedEvent {
+    return this.#buffer[(this.#head + i) % this.#buffer.length] as LoggedEvent;
+  }
+
   #push(entry: LoggedEvent): void {
-    const capacity = this.#buffer.length;
-    if (this.#size === capacity) {
-      this.#buffer[this.#head] = undefined;
-      this.#head = (this.#head + 1) % capacity;
-      this.#size--;
+    if (this.#size === this.#buffer.length) {
+      if (this.#buffer.length < this.#maxEvents) this.#grow();
+      else this.#dropOldest();
     }
-    this.#buffer[(this.#head + this.#size) % capacity] = entry;
+    this.#buffer[(this.#head + this.#size) % this.#buffer.length] = entry;
     this.#size++;
     this.#lastSeq = entry.seq;
     this.#evictExpired();
   }
 
+  /** Doubles the buffer (up to `maxEvents`), oldest entry first. */
+  #grow(): void {
+    const grown = new Array<LoggedEvent | undefined>(Math.min(this.#maxEvents, this.#buffer.length * 2));
+    for (let i = 0; i < this.#size; i++) grown[i] = this.#at(i);
+    this.#buffer = grown;
+    this.#head = 0;
+  }
+
+  #dropOldest(): void {
+    this.#buffer[this.#head] = undefined;
+    this.#head = (this.#head + 1) % this.#buffer.length;
+    this.#size--;
+  }
+
   #evictExpired(): void {
     const cutoff = this.#now() - this.#maxAgeMs;
-    const capacity = this.#buffer.length;
-    while (this.#size > 0) {
-      const oldest = this.#buffer[this.#head] as LoggedEvent;
-      if (oldest.ts >= cutoff) break;
-      this.#buffer[this.#head] = undefined;
-      this.#head = (this.#head + 1) % capacity;
-      this.#size--;
-    }
+    while (this.#size > 0 && this.#at(0).ts < cutoff) this.#dropOldest();
   }
 }

@@ -50,11 +50,11 @@ export class ClientSession {
   readonly userId: string;
   readonly roomId: string;
   readonly ip: string;
-  readonly tokenRole: Role;
   readonly tokenName: string | undefined;
   /** Set by the room service while the connection is a member of its room. */
   membership: { room: string; member: Member } | undefined;
   #expiresAtMs: number;
+  #tokenRole: Role;
   readonly #ws: WebSocket;
   readonly #services: SessionServices;
   #childLog: Logger | undefined;
@@ -71,7 +71,7 @@ export class ClientSession {
     this.#services = services;
     this.userId = claims.userId;
     this.roomId = claims.roomId;
-    this.tokenRole = claims.role;
+    this.#tokenRole = claims.role;
     this.tokenName = claims.name;
     this.ip = ip;
     this.#expiresAtMs = claims.expiresAtMs;
@@ -100,6 +100,11 @@ export class ClientSession {
 
   get expiresAtMs(): number {
     return this.#expiresAtMs;
+  }
+
+  /** The role in the current token (a moderator's role change for the room wins over it). */
+  get tokenRole(): Role {
+    return this.#tokenRole;
   }
 
   /** The participant's current role (the token's until it joins). */
@@ -136,7 +141,10 @@ export class ClientSession {
     setTimeout(() => this.#ws.terminate(), CLOSE_GRACE_MS).unref();
   }
 
-  /** Replaces the token (`session.refresh`); returns the new expiry. */
+  /**
+   * Replaces the token (`session.refresh`); returns the new expiry. A new role in it applies as
+   * `moderation.setRole` would, unless a moderator set this user's role in the room.
+   */
   async refresh(token: string): Promise<number> {
     let claims: AccessClaims;
     try {
@@ -149,6 +157,10 @@ export class ClientSession {
     }
     this.#expiresAtMs = claims.expiresAtMs;
     this.#armExpiry();
+    if (claims.role !== this.#tokenRole) {
+      this.#tokenRole = claims.role;
+      await this.#services.rooms.tokenRoleChanged(this);
+    }
     return this.#expiresAtMs;
   }
 

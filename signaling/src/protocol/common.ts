@@ -14,6 +14,17 @@ export const PUBLISHING_ROLES: readonly Role[] = ['presenter', 'moderator'];
 /** Opaque server-issued id (participant, session, message, transport, producer, consumer). */
 export const idSchema = z.string().min(1).max(128);
 
+/**
+ * Characters no display name keeps: controls and line breaks, bidi marks, embeddings, overrides
+ * and isolates (which make "Presenter (Official)" out of other text), and zero-width characters.
+ */
+const HIDDEN_CHARACTERS = /[\p{Cc}\p{Zl}\p{Zp}\u061C\u200B-\u200F\u202A-\u202E\u2060\u2066-\u2069\uFEFF]/gu;
+
+/** A display name as others see it: without {@link HIDDEN_CHARACTERS}, trimmed ('' when nothing is left). */
+export function cleanDisplayName(name: string): string {
+  return name.replace(HIDDEN_CHARACTERS, '').trim();
+}
+
 export const participantSchema = z.object({
   participantId: z.string(),
   userId: z.string(),

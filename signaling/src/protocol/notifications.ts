@@ -3,11 +3,12 @@
  * ephemeral ones do not.
  */
 import { z } from 'zod';
-import { participantSchema } from './common.js';
+import { participantSchema, roleSchema } from './common.js';
 import { ALERT_ACTIONS } from './alert.js';
 import { mediaKindSchema, mediaSourceSchema } from './sfu.js';
 
-const participantRef = z.object({ participantId: z.string(), userId: z.string(), name: z.string() });
+/** Who sent a chat message or an alert; `role` as of sending, so clients can mark presenters. */
+const participantRef = z.object({ participantId: z.string(), userId: z.string(), name: z.string(), role: roleSchema });
 
 /** Durable room events: every participant gets each, in `seq` order. */
 export const durableEventSchemas = {

@@ -5,7 +5,15 @@ import { defineMethod } from './method.js';
 import { producerInfoSchema } from './sfu.js';
 
 export const joinDataSchema = z.strictObject({
-  displayName: z.string().trim().min(1).max(64).optional(),
+  displayName: z
+    .string()
+    .trim()
+    .min(1)
+    .max(64)
+    .optional()
+    .describe(
+      'used when the token carries no `name`; control, bidi and zero-width characters are removed, and a name left empty becomes the user id',
+    ),
   resume: z
     .strictObject({
       sessionId: idSchema,

@@ -5,7 +5,8 @@ import { defineMethod } from './method.js';
 
 export const sessionMethods = {
   'session.refresh': defineMethod({
-    description: 'Replace the access token before it expires (same user and room).',
+    description:
+      "Replace the access token before it expires (same user and room); a new role in it applies as moderation.setRole would, unless a moderator changed this user's role in the room.",
     roles: 'all',
     data: z.strictObject({ token: z.string().min(1).max(8192) }),
     result: z.object({ expiresAt: z.number().describe('epoch ms') }),

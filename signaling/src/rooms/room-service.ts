@@ -8,19 +8,23 @@ import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { CloseCode, ProtocolError } from '../errors.js';
 import type { BusEvent, PresenceEntry, RoomBus } from '../bus/room-bus.js';
-import { PUBLISHING_ROLES, type Participant, type Role } from '../protocol/common.js';
+import { cleanDisplayName, PUBLISHING_ROLES, type Participant, type Role } from '../protocol/common.js';
 import type { AlertPublishData } from '../protocol/alert.js';
 import type { z } from 'zod';
 import type { joinDataSchema, joinResultSchema } from '../protocol/room.js';
 import type { DurableEventName, EphemeralEventName, EventData } from '../protocol/notifications.js';
 import type { ClientSession } from '../gateway/client-session.js';
 import type { NodeMetrics } from '../metrics.js';
-import { Room, type Member } from './room.js';
+import { Room, type Member, type SessionRecord } from './room.js';
 import type { RoomMediaHooks } from './media-hooks.js';
 
 type JoinData = z.output<typeof joinDataSchema>;
 type JoinResult = z.input<typeof joinResultSchema>;
 type LeaveReason = EventData<'participant.left'>['reason'];
+
+/** First retry of a failed seq gap repair; each further one waits twice as long, up to the max. */
+const REPAIR_RETRY_FIRST_MS = 100;
+const REPAIR_RETRY_MAX_MS = 5000;
 
 export interface RoomServiceOptions {
   readonly bus: RoomBus;
@@ -91,7 +95,7 @@ export class RoomService {
     if (session.closed) throw new ProtocolError('UNAVAILABLE', 'connection closed');
     room.pruneSessions(this.#config.rooms.replayMaxAgeMs);
 
-    const resumed = data.resume ? await this.#tryResume(room, session, data.resume) : undefined;
+    const resumed = data.resume ? await this.#tryResume(room, session, data.resume, data.displayName) : undefined;
     // A successful resume has attached this session; anything else must still be unattached.
     if (!resumed && session.membership)
       throw new ProtocolError('ALREADY_JOINED', 'this connection already joined the room');
@@ -119,47 +123,70 @@ export class RoomService {
     };
   }
 
+  /**
+   * Resumes a session: replays the durable events after `lastSeq` (never from before the session
+   * first joined) and attaches the socket. Undefined, for a fresh join, when the session is
+   * unknown, the events are no longer all retained, or they exceed the replay bounds.
+   */
   async #tryResume(
     room: Room,
     session: ClientSession,
     resume: NonNullable<JoinData['resume']>,
+    displayName: string | undefined,
   ): Promise<Member | undefined> {
     const record = room.sessions.get(resume.sessionId);
     if (!record || record.userId !== session.userId) return undefined;
     if (room.isBanned(session.userId)) return undefined;
-    let events = await this.#bus.readAfter(room.id, resume.lastSeq);
+    const fromSeq = Math.max(resume.lastSeq, record.joinSeq);
+    if (room.deliveredSeq - fromSeq > this.#config.rooms.resumeMaxReplayEvents) return undefined;
+    let events = await this.#bus.readAfter(room.id, fromSeq);
     if (events === null) return undefined;
     // Catch up with what the node delivered while the log was being read.
-    while ((events.at(-1)?.seq ?? resume.lastSeq) < room.deliveredSeq) {
-      const more = await this.#bus.readAfter(room.id, events.at(-1)?.seq ?? resume.lastSeq);
+    while ((events.at(-1)?.seq ?? fromSeq) < room.deliveredSeq) {
+      const more = await this.#bus.readAfter(room.id, events.at(-1)?.seq ?? fromSeq);
       if (more === null) return undefined;
       events = events.concat(more);
     }
     if (session.closed || session.membership) return undefined;
 
     // From here to the attach, nothing awaits: no event can slip between replay and live.
+    const replay = events.filter((e) => e.seq !== undefined && e.seq > fromSeq && e.seq <= room.deliveredSeq);
+    if (!this.#withinReplayBounds(replay)) return undefined;
     let member = room.members.get(record.participantId);
     let rejoined = false;
     let replaced: Member | undefined;
     if (!member) {
       replaced = room.memberByUser.get(session.userId);
       if (replaced) this.#replace(replaced);
-      member = this.#createMember(room, session, record.participantId, resume.sessionId, record.joinedAt);
+      member = this.#createMember(room, session, resume.sessionId, record, displayName);
       rejoined = true;
     } else {
       this.#detach(member, CloseCode.REPLACED, 'replaced by a resumed session');
     }
     record.leftAt = undefined;
-    for (const event of events) {
-      if (event.seq !== undefined && event.seq > resume.lastSeq && event.seq <= room.deliveredSeq) {
-        session.sendFrame(event.frame);
-      }
-    }
-    this.#attach(room, member, session, Math.max(resume.lastSeq, room.deliveredSeq));
+    for (const event of replay) session.sendFrame(event.frame);
+    this.#attach(room, member, session, Math.max(fromSeq, room.deliveredSeq));
     // The user's newer participant gives way to the resumed one, like a fresh join replaces it.
     if (replaced) await this.#remove(room, replaced, 'replaced');
     if (rejoined) await this.#announceJoin(room, member);
     return member;
+  }
+
+  /**
+   * Whether a replay fits `RESUME_MAX_REPLAY_EVENTS` and `RESUME_MAX_REPLAY_BYTES`. The bytes
+   * never exceed the slow-consumer backlog, so a replay written at once cannot get the socket
+   * closed as a slow consumer.
+   */
+  #withinReplayBounds(replay: readonly BusEvent[]): boolean {
+    const { resumeMaxReplayEvents, resumeMaxReplayBytes } = this.#config.rooms;
+    if (replay.length > resumeMaxReplayEvents) return false;
+    const maxBytes = Math.min(resumeMaxReplayBytes, this.#config.slowConsumer.maxBufferedBytes);
+    let bytes = 0;
+    for (const event of replay) {
+      bytes += Buffer.byteLength(event.frame);
+      if (bytes > maxBytes) return false;
+    }
+    return true;
   }
 
   async #joinFresh(room: Room, session: ClientSession, displayName: string | undefined): Promise<Member> {
@@ -171,12 +198,21 @@ export class RoomService {
     if (session.closed || session.membership) throw new ProtocolError('UNAVAILABLE', 'connection closed');
     const current = room.memberByUser.get(session.userId);
     if (current) await this.#remove(room, this.#replace(current), 'replaced');
-    const member = this.#createMember(room, session, randomUUID(), randomUUID(), Date.now(), displayName);
+    const record: SessionRecord = {
+      participantId: randomUUID(),
+      userId: session.userId,
+      joinedAt: Date.now(),
+      joinSeq: 0,
+      leftAt: undefined,
+    };
+    const member = this.#createMember(room, session, randomUUID(), record, displayName);
     await this.#announceJoin(room, member);
     if (session.closed) {
       await this.#remove(room, member, 'disconnected');
       throw new ProtocolError('UNAVAILABLE', 'connection closed');
     }
+    // The join result covers everything up to here; a resume replays only what comes after.
+    record.joinSeq = room.deliveredSeq;
     this.#attach(room, member, session, room.deliveredSeq);
     return member;
   }
@@ -184,22 +220,21 @@ export class RoomService {
   #createMember(
     room: Room,
     session: ClientSession,
-    participantId: string,
     sessionId: string,
-    joinedAt: number,
-    displayName?: string,
+    record: SessionRecord,
+    displayName: string | undefined,
   ): Member {
     const participant: Participant = {
-      participantId,
+      participantId: record.participantId,
       userId: session.userId,
-      name: displayName ?? session.tokenName ?? session.userId,
+      name: displayNameOf(session, displayName),
       role: room.roleOverrides.get(session.userId) ?? session.tokenRole,
-      joinedAt,
+      joinedAt: record.joinedAt,
     };
     const member: Member = { participant, sessionId, connection: undefined, cursor: 0, graceTimer: undefined };
-    room.members.set(participantId, member);
+    room.members.set(record.participantId, member);
     room.memberByUser.set(session.userId, member);
-    room.sessions.set(sessionId, { participantId, userId: session.userId, joinedAt, leftAt: undefined });
+    room.sessions.set(sessionId, record);
     if (room.emptyTimer) {
       clearTimeout(room.emptyTimer);
       room.emptyTimer = undefined;
@@ -347,18 +382,35 @@ export class RoomService {
     await this.#media?.mute(room.id, target.participant.participantId);
   }
 
+  /** `moderation.setRole`: recorded for the user, so a rejoin or a refreshed token does not undo it. */
   async setRole(session: ClientSession, participantId: string, role: Role): Promise<void> {
     const { room } = this.#membership(session);
     const target = this.#target(room, participantId);
-    const participant = target.participant as { role: Role };
-    const previous = participant.role;
     room.roleOverrides.set(target.participant.userId, role);
+    await this.#applyRole(room, target, role);
+  }
+
+  /**
+   * `session.refresh` brought a token with another role: it applies like `moderation.setRole`,
+   * unless a moderator set this user's role in the room (the moderator wins).
+   */
+  async tokenRoleChanged(session: ClientSession): Promise<void> {
+    const membership = session.membership;
+    const room = membership && this.#rooms.get(membership.room);
+    if (!membership || !room || room.roleOverrides.has(session.userId)) return;
+    await this.#applyRole(room, membership.member, session.tokenRole);
+  }
+
+  /** Gives a member a role: `participant.updated` for everyone; a demoted publisher's producers close. */
+  async #applyRole(room: Room, target: Member, role: Role): Promise<void> {
+    const participant = target.participant;
+    const previous = participant.role;
     if (previous === role) return;
     participant.role = role;
-    await this.#bus.presence.set(room.id, { ...target.participant, nodeId: this.#config.nodeId });
-    await this.#publishDurable(room.id, 'participant.updated', { participant: { ...target.participant } });
+    await this.#bus.presence.set(room.id, { ...participant, nodeId: this.#config.nodeId });
+    await this.#publishDurable(room.id, 'participant.updated', { participant: { ...participant } });
     if (PUBLISHING_ROLES.includes(previous) && !PUBLISHING_ROLES.includes(role)) {
-      await this.#media?.publishingRevoked(room.id, participantId);
+      await this.#media?.publishingRevoked(room.id, participant.participantId);
     }
   }
 
@@ -419,7 +471,7 @@ export class RoomService {
       if (event.seq <= room.deliveredSeq) return;
       if (event.seq > room.deliveredSeq + 1) {
         room.pendingRepair = [{ seq: event.seq, frame: event.frame }];
-        void this.#repair(room);
+        this.#startRepair(room);
         return;
       }
       room.deliveredSeq = event.seq;
@@ -427,22 +479,38 @@ export class RoomService {
     this.#fanOut(room, event.seq, event.frame);
   }
 
-  /** Fills a seq gap from the log, then delivers what queued meanwhile. */
+  #startRepair(room: Room): void {
+    room.repairTimer = undefined;
+    this.#repair(room).catch((error: unknown) => {
+      this.#log.error({ err: error, roomId: room.id }, 'delivering after a seq gap repair failed');
+    });
+  }
+
+  /**
+   * Fills a seq gap from the log, then delivers what queued meanwhile. A failed read keeps the
+   * queue (new frames join it) and retries with backoff, so nothing is lost and order holds.
+   */
   async #repair(room: Room): Promise<void> {
+    let missing: BusEvent[] | null;
     try {
-      const missing = (await this.#bus.readAfter(room.id, room.deliveredSeq)) ?? [];
-      const queued = room.pendingRepair ?? [];
-      room.pendingRepair = undefined;
-      for (const e of [...missing, ...queued]) {
-        if (e.seq !== undefined) {
-          if (e.seq <= room.deliveredSeq) continue;
-          room.deliveredSeq = e.seq;
-        }
-        this.#fanOut(room, e.seq, e.frame);
-      }
+      missing = await this.#bus.readAfter(room.id, room.deliveredSeq);
     } catch (error) {
-      this.#log.error({ err: error, roomId: room.id }, 'seq gap repair failed');
-      room.pendingRepair = undefined;
+      if (room.closed) return;
+      const retryInMs = Math.min(REPAIR_RETRY_MAX_MS, REPAIR_RETRY_FIRST_MS * 2 ** room.repairFailures++);
+      this.#log.error({ err: error, roomId: room.id, retryInMs }, 'seq gap repair failed; retrying');
+      room.repairTimer = setTimeout(() => this.#startRepair(room), retryInMs);
+      return;
+    }
+    room.repairFailures = 0;
+    if (missing === null) this.#log.warn({ roomId: room.id }, 'events of a seq gap left the log before repair');
+    const queued = room.pendingRepair ?? [];
+    room.pendingRepair = undefined;
+    for (const e of [...(missing ?? []), ...queued]) {
+      if (e.seq !== undefined) {
+        if (e.seq <= room.deliveredSeq) continue;
+        room.deliveredSeq = e.seq;
+      }
+      this.#fanOut(room, e.seq, e.frame);
     }
   }
 
@@ -472,12 +540,17 @@ export class RoomService {
     room.countTimer = setTimeout(() => {
       room.countTimer = undefined;
       if (room.closed) return;
-      void this.#bus.presence.count(room.id).then((count) => {
-        if (count === room.lastCountSent) return;
-        room.lastCountSent = count;
-        room.lastCountSentAt = Date.now();
-        return this.#bus.publishEphemeral(room.id, 'participant.count', { count });
-      });
+      this.#bus.presence
+        .count(room.id)
+        .then((count) => {
+          if (count === room.lastCountSent) return;
+          room.lastCountSent = count;
+          room.lastCountSentAt = Date.now();
+          return this.#bus.publishEphemeral(room.id, 'participant.count', { count });
+        })
+        .catch((error: unknown) => {
+          this.#log.warn({ err: error, roomId: room.id }, 'sending participant.count failed');
+        });
     }, delay);
     room.countTimer.unref();
   }
@@ -493,7 +566,7 @@ export class RoomService {
     if (!opening) {
       opening = (async () => {
         const room = new Room(roomId);
-        room.unsubscribe = this.#bus.subscribe(roomId, (event) => this.#onBusEvent(room, event));
+        room.unsubscribe = await this.#bus.subscribe(roomId, (event) => this.#onBusEvent(room, event));
         room.deliveredSeq = await this.#bus.lastSeq(roomId);
         this.#rooms.set(roomId, room);
         return room;
@@ -517,6 +590,7 @@ export class RoomService {
     room.closed = true;
     clearTimeout(room.emptyTimer);
     clearTimeout(room.countTimer);
+    clearTimeout(room.repairTimer);
     room.unsubscribe?.();
     this.#rooms.delete(room.id);
     await this.#media?.roomClosed(room.id).catch((error: unknown) => {
@@ -586,6 +660,15 @@ function rank(role: Role): number {
   return role === 'presenter' ? 0 : role === 'moderator' ? 1 : 2;
 }
 
-function fromOf(p: Participant): { participantId: string; userId: string; name: string } {
-  return { participantId: p.participantId, userId: p.userId, name: p.name };
+function fromOf(p: Participant): EventData<'chat.message'>['from'] {
+  return { participantId: p.participantId, userId: p.userId, name: p.name, role: p.role };
+}
+
+/** The token's name when it has one, else the name asked for, else the user id; never hidden characters. */
+function displayNameOf(session: ClientSession, requested: string | undefined): string {
+  for (const candidate of [session.tokenName, requested]) {
+    const name = candidate === undefined ? '' : cleanDisplayName(candidate);
+    if (name !== '') return name;
+  }
+  return session.userId;
 }

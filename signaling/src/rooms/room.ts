@@ -21,7 +21,9 @@ export interface Member {
 export interface SessionRecord {
   readonly participantId: string;
   readonly userId: string;
-  joinedAt: number;
+  readonly joinedAt: number;
+  /** The room's `seq` when the session first joined: a resume never replays from before it. */
+  joinSeq: number;
   leftAt: number | undefined;
 }
 
@@ -42,8 +44,11 @@ export class Room {
   lastCountSent = -1;
   /** Durable events per one-minute bucket, for the admin event rate. */
   readonly #eventBuckets: [minute: number, count: number][] = [];
-  /** Frames that arrived while a seq gap is being repaired. */
+  /** Frames that arrived while a seq gap is being repaired, kept until the repair succeeds. */
   pendingRepair: { seq: number | undefined; frame: string }[] | undefined;
+  /** Failed repair attempts in a row, and the timer of the next one. */
+  repairFailures = 0;
+  repairTimer: NodeJS.Timeout | undefined;
   closed = false;
 
   constructor(id: string) {

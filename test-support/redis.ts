@@ -1,12 +1,15 @@
 /**
- * A real Redis for tests: Debian's `redis-server` on a free loopback port, in a temporary
- * directory, without persistence. `scripts/test.sh` installs the package.
+ * A real Redis for tests: Debian's `redis-server` on free loopback ports, in a temporary
+ * directory, without persistence — one server (`TestRedis`), a Sentinel watching it
+ * (`startRedisSentinel`) or a 3-master Redis Cluster (`startRedisCluster`). `scripts/test.sh`
+ * installs the package.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 
 export class TestRedis {
@@ -29,45 +32,151 @@ export class TestRedis {
     return `redis://127.0.0.1:${this.port}`;
   }
 
-  /** Starts (again) on the same port. */
+  /** Starts (again) on the same port, empty. */
   async resume(): Promise<void> {
     if (this.#process) return;
-    this.#process = spawn(
-      'redis-server',
-      ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.#dir],
-      { stdio: 'ignore' },
-    );
-    const probe = new Redis(this.url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-    probe.on('error', () => {}); // refused while the server starts; connect() rejects too
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      try {
-        await probe.connect();
-        await probe.ping();
-        break;
-      } catch (error) {
-        if (Date.now() > deadline) throw error;
-        probe.disconnect();
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }
-    probe.disconnect();
+    this.#process = await startServer(this.port, this.#dir, []);
   }
 
   /** Stops the server (data is lost: no persistence). */
   async stop(): Promise<void> {
     const child = this.#process;
-    if (!child) return;
     this.#process = undefined;
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGKILL');
-    await exited;
+    if (child) await kill(child);
+  }
+
+  /** Freezes the server (SIGSTOP): connections stay open, nothing is answered. */
+  pause(): void {
+    this.#process?.kill('SIGSTOP');
+  }
+
+  /** Lets a paused server run again (SIGCONT). */
+  unpause(): void {
+    this.#process?.kill('SIGCONT');
   }
 
   async close(): Promise<void> {
     await this.stop();
     rmSync(this.#dir, { recursive: true, force: true });
   }
+}
+
+/** A Sentinel on loopback watching one master. */
+export interface TestRedisSentinel {
+  readonly host: string;
+  readonly port: number;
+  /** The name the master is known by. */
+  readonly name: string;
+  close(): Promise<void>;
+}
+
+/** Starts `redis-server --sentinel` monitoring `master` as `name`. */
+export async function startRedisSentinel(master: TestRedis, name = 'trading-room'): Promise<TestRedisSentinel> {
+  const dir = mkdtempSync(join(tmpdir(), 'trading-room-redis-sentinel-'));
+  const port = await freePort();
+  const config = join(dir, 'sentinel.conf'); // Sentinel rewrites its configuration file
+  writeFileSync(config, `sentinel monitor ${name} 127.0.0.1 ${master.port} 1\n`);
+  const child = spawn('redis-server', [config, '--sentinel', '--port', String(port), '--bind', '127.0.0.1'], {
+    stdio: 'ignore',
+  });
+  const close = async (): Promise<void> => {
+    await kill(child);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await waitFor(async () => {
+      const address = await command(port, ['sentinel', 'get-master-addr-by-name', name]);
+      return Array.isArray(address) && address[1] === String(master.port);
+    }, 'the Sentinel to know its master');
+  } catch (error) {
+    await close();
+    throw error;
+  }
+  return { host: '127.0.0.1', port, name, close };
+}
+
+/** A Redis Cluster of three masters (no replicas) on loopback. */
+export interface TestRedisCluster {
+  /** The masters' addresses: seeds for a Cluster client. */
+  readonly nodes: readonly { host: string; port: number }[];
+  close(): Promise<void>;
+}
+
+/** Starts three cluster-enabled servers and joins them with `redis-cli --cluster create`. */
+export async function startRedisCluster(): Promise<TestRedisCluster> {
+  const dir = mkdtempSync(join(tmpdir(), 'trading-room-redis-cluster-'));
+  const children: ChildProcess[] = [];
+  const close = async (): Promise<void> => {
+    await Promise.all(children.map(kill));
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    // Each master needs a port for clients and one for the cluster bus.
+    const ports = await freePorts(6);
+    const nodes = [0, 1, 2].map((i) => ({ host: '127.0.0.1', port: ports[i] as number }));
+    for (const [i, node] of nodes.entries()) {
+      const clusterFlags = ['--cluster-enabled', 'yes', '--cluster-port', String(ports[i + 3])];
+      const configFlags = ['--cluster-config-file', `nodes-${node.port}.conf`];
+      children.push(await startServer(node.port, dir, [...clusterFlags, ...configFlags]));
+    }
+    const addresses = nodes.map((n) => `${n.host}:${n.port}`);
+    await promisify(execFile)('redis-cli', [
+      '--cluster',
+      'create',
+      ...addresses,
+      '--cluster-replicas',
+      '0',
+      '--cluster-yes',
+    ]);
+    await waitFor(async () => {
+      const infos = await Promise.all(nodes.map((n) => command(n.port, ['cluster', 'info'])));
+      return infos.every((info) => String(info).includes('cluster_state:ok'));
+    }, 'the Redis Cluster to agree');
+    return { nodes, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
+
+/** Spawns `redis-server` on `port` and resolves once it answers PING. */
+async function startServer(port: number, dir: string, extra: string[]): Promise<ChildProcess> {
+  const child = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extra],
+    { stdio: 'ignore' },
+  );
+  await waitFor(async () => (await command(port, ['ping'])) === 'PONG', `redis-server on port ${port}`);
+  return child;
+}
+
+/** One command on a short-lived connection; undefined while the server refuses connections. */
+async function command(port: number, args: [string, ...string[]]): Promise<unknown> {
+  const probe = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  probe.on('error', () => {}); // refused while the server starts; connect() rejects too
+  try {
+    await probe.connect();
+    return await probe.call(...args);
+  } catch {
+    return undefined;
+  } finally {
+    probe.disconnect();
+  }
+}
+
+async function waitFor(ready: () => Promise<boolean>, what: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!(await ready())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function kill(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGKILL');
+  await exited;
 }
 
 function freePort(): Promise<number> {
@@ -79,4 +188,11 @@ function freePort(): Promise<number> {
     });
     server.on('error', reject);
   });
+}
+
+/** `n` distinct free ports. */
+async function freePorts(n: number): Promise<number[]> {
+  const ports = new Set<number>();
+  while (ports.size < n) ports.add(await freePort());
+  return [...ports];
 }

@@ -1,31 +1,46 @@
 /**
  * The room bus of a node that runs alone: seq counters and replay logs in memory, delivery to
- * subscribers synchronously inside `publish*`, presence in a map.
+ * subscribers synchronously inside `publish*`, presence and room state in maps.
  */
+import { randomUUID } from 'node:crypto';
+import type { Role } from '../protocol/common.js';
 import { ReplayLog, type ReplayLogOptions } from './replay-log.js';
 import {
-  encodeFrame,
+  completeFrame,
+  framePrefix,
   type BusEvent,
   type BusListener,
   type BusStatus,
   type PresenceEntry,
+  type ResumeRecord,
   type RoomBus,
+  type RoomHead,
+  type RoomStateStore,
+  type Unsubscribe,
 } from './room-bus.js';
+import { safeDeliver } from './safe-deliver.js';
 
+/** One room's history and shared state; subscriptions live apart and outlast `dropRoom`. */
 interface LocalRoom {
+  readonly epoch: string;
   readonly log: ReplayLog;
-  readonly listeners: Set<BusListener>;
   readonly presence: Map<string, PresenceEntry>;
+  readonly sessions: Map<string, ResumeRecord>;
+  readonly bans: Map<string, number>;
+  readonly roles: Map<string, Role>;
 }
 
 export class LocalRoomBus implements RoomBus {
   readonly #rooms = new Map<string, LocalRoom>();
+  readonly #listeners = new Map<string, Set<BusListener>>();
   readonly #logOptions: ReplayLogOptions;
+  readonly #now: () => number;
   readonly #onListenerError: (error: unknown) => void;
   #closed = false;
 
   constructor(logOptions: ReplayLogOptions, onListenerError: (error: unknown) => void = () => {}) {
     this.#logOptions = logOptions;
+    this.#now = logOptions.now ?? Date.now;
     this.#onListenerError = onListenerError;
   }
 
@@ -33,30 +48,54 @@ export class LocalRoomBus implements RoomBus {
     return { kind: 'local', state: 'ok' };
   }
 
+  /** The local bus never changes state. */
+  onStatus(_listener: (status: BusStatus) => void): () => void {
+    return () => {};
+  }
+
   async publishDurable(roomId: string, event: string, data: unknown): Promise<BusEvent> {
     const room = this.#room(roomId);
-    const logged = room.log.append((seq) => encodeFrame(event, data, seq));
-    const busEvent: BusEvent = { roomId, event, seq: logged.seq, frame: logged.frame };
-    this.#deliver(room, busEvent);
+    const prefix = framePrefix(event, data);
+    const logged = room.log.append((seq) => completeFrame(prefix, seq));
+    const busEvent: BusEvent = { roomId, event, seq: logged.seq, epoch: room.epoch, frame: logged.frame };
+    this.#deliver(roomId, busEvent);
     return busEvent;
   }
 
   async publishEphemeral(roomId: string, event: string, data: unknown): Promise<void> {
-    const room = this.#rooms.get(roomId);
-    if (room) this.#deliver(room, { roomId, event, frame: encodeFrame(event, data) });
+    this.#deliver(roomId, { roomId, event, frame: completeFrame(framePrefix(event, data)) });
   }
 
-  subscribe(roomId: string, listener: BusListener): () => void {
+  async subscribe(roomId: string, listener: BusListener): Promise<Unsubscribe> {
+    // A registration of its own, so one function subscribed twice is two subscriptions.
+    const registration: BusListener = (event) => listener(event);
+    let listeners = this.#listeners.get(roomId);
+    if (!listeners) {
+      listeners = new Set();
+      this.#listeners.set(roomId, listeners);
+    }
+    listeners.add(registration);
+    return () => {
+      const current = this.#listeners.get(roomId);
+      if (!current?.delete(registration)) return;
+      if (current.size === 0) this.#listeners.delete(roomId);
+    };
+  }
+
+  async head(roomId: string): Promise<RoomHead> {
     const room = this.#room(roomId);
-    room.listeners.add(listener);
-    return () => room.listeners.delete(listener);
+    return { epoch: room.epoch, lastSeq: room.log.lastSeq };
   }
 
-  async readAfter(roomId: string, afterSeq: number): Promise<BusEvent[] | null> {
+  async readAfter(roomId: string, afterSeq: number, epoch?: string): Promise<BusEvent[] | null> {
     const room = this.#rooms.get(roomId);
-    if (!room) return afterSeq === 0 ? [] : null;
+    if (!room) return afterSeq === 0 && epoch === undefined ? [] : null;
+    if (epoch !== undefined && epoch !== room.epoch) return null;
     const entries = room.log.readAfter(afterSeq);
-    return entries && entries.map((e) => ({ roomId, event: eventName(e.frame), seq: e.seq, frame: e.frame }));
+    return (
+      entries &&
+      entries.map((e) => ({ roomId, event: eventName(e.frame), seq: e.seq, epoch: room.epoch, frame: e.frame }))
+    );
   }
 
   async lastSeq(roomId: string): Promise<number> {
@@ -74,33 +113,73 @@ export class LocalRoomBus implements RoomBus {
     count: async (roomId: string): Promise<number> => this.#rooms.get(roomId)?.presence.size ?? 0,
   };
 
-  async dropRoom(roomId: string): Promise<void> {
+  readonly state: RoomStateStore = {
+    getSession: async (roomId, sessionId) => {
+      const room = this.#rooms.get(roomId);
+      const record = room?.sessions.get(sessionId);
+      if (!room || !record) return undefined;
+      if (record.leftAt !== undefined && this.#now() - record.leftAt > this.#logOptions.maxAgeMs) {
+        room.sessions.delete(sessionId);
+        return undefined;
+      }
+      return { ...record };
+    },
+    putSession: async (roomId, sessionId, record) => {
+      this.#room(roomId).sessions.set(sessionId, { ...record });
+    },
+    deleteSession: async (roomId, sessionId) => {
+      this.#rooms.get(roomId)?.sessions.delete(sessionId);
+    },
+    getBan: async (roomId, userId) => {
+      const room = this.#rooms.get(roomId);
+      const untilMs = room?.bans.get(userId);
+      if (!room || untilMs === undefined) return undefined;
+      if (untilMs > this.#now()) return untilMs;
+      room.bans.delete(userId);
+      return undefined;
+    },
+    putBan: async (roomId, userId, untilMs) => {
+      this.#room(roomId).bans.set(userId, untilMs);
+    },
+    getRole: async (roomId, userId) => this.#rooms.get(roomId)?.roles.get(userId),
+    putRole: async (roomId, userId, role) => {
+      this.#room(roomId).roles.set(userId, role);
+    },
+  };
+
+  async dropRoom(roomId: string): Promise<boolean> {
+    const room = this.#rooms.get(roomId);
+    if (room && room.presence.size > 0) return false;
     this.#rooms.delete(roomId);
+    return true;
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     this.#rooms.clear();
+    this.#listeners.clear();
   }
 
   #room(roomId: string): LocalRoom {
     let room = this.#rooms.get(roomId);
     if (!room) {
-      room = { log: new ReplayLog(this.#logOptions), listeners: new Set(), presence: new Map() };
+      room = {
+        epoch: randomUUID(),
+        log: new ReplayLog(this.#logOptions),
+        presence: new Map(),
+        sessions: new Map(),
+        bans: new Map(),
+        roles: new Map(),
+      };
       this.#rooms.set(roomId, room);
     }
     return room;
   }
 
-  #deliver(room: LocalRoom, event: BusEvent): void {
-    for (const listener of room.listeners) {
-      try {
-        listener(event);
-      } catch (error) {
-        this.#onListenerError(error);
-      }
-    }
+  #deliver(roomId: string, event: BusEvent): void {
+    const listeners = this.#listeners.get(roomId);
+    if (listeners) safeDeliver([...listeners], event, this.#onListenerError);
   }
 }
 

@@ -1,0 +1,209 @@
+/**
+ * The Redis key layout of a room and the Lua scripts of the Redis room bus. Every key of a room
+ * shares the hash tag `{room:ID}`, so each script touches one slot and runs on a Redis Cluster;
+ * the room's pub/sub channel carries the same tag, so `SPUBLISH` inside the script reaches the
+ * shard that holds the room. `docs/cluster.md` describes the layout.
+ */
+import { createHash } from 'node:crypto';
+import type { RedisClient } from './redis-connections.js';
+
+/** The keys and the channel of one room. */
+export interface RoomKeys {
+  /** Hash `{epoch, seq}`: the epoch of the room's history and its newest `seq`. */
+  readonly meta: string;
+  /** Stream of durable events, entry id `<seq>-0`, fields `t` (ms), `e` (event), `f` (frame). */
+  readonly log: string;
+  /** Hash participantId → presence JSON. */
+  readonly presence: string;
+  /** Hashes of expiring fields (`<expiresAtMs or 0>|<value>`): resume records, bans, roles. */
+  readonly sessions: string;
+  readonly bans: string;
+  readonly roles: string;
+  /** The pub/sub channel (a shard channel on a Cluster). */
+  readonly channel: string;
+}
+
+/** `prefix` must not contain braces: the room's `{…}` must be the first, so it is the hash tag. */
+export function roomKeys(prefix: string, roomId: string): RoomKeys {
+  const base = `${prefix}:{room:${roomId}}`;
+  return {
+    meta: `${base}:meta`,
+    log: `${base}:log`,
+    presence: `${base}:presence`,
+    sessions: `${base}:sessions`,
+    bans: `${base}:bans`,
+    roles: `${base}:roles`,
+    channel: `${base}:ch`,
+  };
+}
+
+/** Every key of a room, in the order the `read` and `drop` scripts expect them. */
+export function allKeys(keys: RoomKeys): string[] {
+  return [keys.meta, keys.log, keys.presence, keys.sessions, keys.bans, keys.roles];
+}
+
+/** A Lua script run by its SHA, sent in full once per connection that does not know it yet. */
+export class LuaScript {
+  readonly source: string;
+  readonly sha: string;
+
+  constructor(source: string) {
+    this.source = source;
+    this.sha = createHash('sha1').update(source).digest('hex');
+  }
+
+  async run(client: RedisClient, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+    try {
+      return await client.evalsha(this.sha, keys.length, ...keys, ...args);
+    } catch (error) {
+      // NOSCRIPT: this server never ran it (or restarted); nothing ran, so sending it is safe.
+      if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
+      return client.eval(this.source, keys.length, ...keys, ...args);
+    }
+  }
+}
+
+/** Redis's clock in ms: one clock for every node's retention decisions. */
+export const NOW_MS = `local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+`;
+
+/** Starts a new epoch: the history of the old one (if any of it is left) is meaningless now. */
+const NEW_EPOCH = `local function new_epoch(meta, log, epoch)
+  redis.call('DEL', log)
+  redis.call('HSET', meta, 'epoch', epoch, 'seq', 0)
+  return epoch
+end
+`;
+
+/**
+ * Numbers, logs and publishes one durable event, atomically.
+ * KEYS: meta, log. ARGV: channel, candidate epoch, frame prefix, event name, max events, key TTL
+ * ms, publish command (`publish` or `spublish`). Returns `{epoch, seq}`. The pub/sub message is
+ * `d|<epoch>|<seq>|<event>|<frame>`; the frame is the prefix plus `,"seq":N}`, as `completeFrame`.
+ */
+export const PUBLISH_SCRIPT = new LuaScript(`${NOW_MS}${NEW_EPOCH}
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then epoch = new_epoch(KEYS[1], KEYS[2], ARGV[2]) end
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+local frame = ARGV[3] .. ',"seq":' .. seq .. '}'
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], seq .. '-0', 't', tostring(now_ms()), 'e', ARGV[4], 'f', frame)
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
+redis.call(ARGV[7], ARGV[1], 'd|' .. epoch .. '|' .. seq .. '|' .. ARGV[4] .. '|' .. frame)
+return {epoch, seq}
+`);
+
+export interface PublishRequest {
+  readonly keys: RoomKeys;
+  /** Used only when the room has no epoch (new room, or Redis lost its history). */
+  readonly candidateEpoch: string;
+  readonly framePrefix: string;
+  readonly event: string;
+  readonly maxEvents: number;
+  readonly keyTtlMs: number;
+  readonly sharded: boolean;
+}
+
+/** The keys and arguments of {@link PUBLISH_SCRIPT}. */
+export function publishCall(request: PublishRequest): { keys: string[]; args: string[] } {
+  return {
+    keys: [request.keys.meta, request.keys.log],
+    args: [
+      request.keys.channel,
+      request.candidateEpoch,
+      request.framePrefix,
+      request.event,
+      String(request.maxEvents),
+      String(request.keyTtlMs),
+      request.sharded ? 'spublish' : 'publish',
+    ],
+  };
+}
+
+/**
+ * Reads a room's head and the retained durable events after a seq.
+ * KEYS: {@link allKeys}. ARGV: after seq (-1: the head only), known epoch ('' for any), max
+ * events, max age ms, ensure ('1': start an epoch when there is none, restart it when Redis holds
+ * fewer events than the caller already saw under it, refresh every key's TTL), candidate epoch,
+ * key TTL ms. Returns `{epoch or nil, lastSeq, complete (0/1), seq, event, frame, seq, …}`:
+ * events of the current epoch after `after` (after 0 when the known epoch is another), oldest
+ * first; `complete` when they start right after `after`. An event counts as retained while it is
+ * among the newest `max events` and younger than `max age`.
+ */
+export const READ_SCRIPT = new LuaScript(`${NOW_MS}${NEW_EPOCH}
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+local last = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
+local after = tonumber(ARGV[1])
+if ARGV[5] == '1' then
+  if epoch and epoch == ARGV[2] and last < after then epoch = false end
+  if not epoch then
+    epoch = new_epoch(KEYS[1], KEYS[2], ARGV[6])
+    last = 0
+  end
+  for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[7]) end
+end
+if not epoch then
+  if after <= 0 then return {false, 0, 1} end
+  return {false, 0, 0}
+end
+if ARGV[2] ~= '' and ARGV[2] ~= epoch then after = 0 end
+if after < 0 or after == last then return {epoch, last, 1} end
+if after > last then return {epoch, last, 0} end
+local cutoff = now_ms() - tonumber(ARGV[4])
+local start = math.max(after + 1, last - tonumber(ARGV[3]) + 1)
+local out = {epoch, last, 0}
+local first = nil
+for _, entry in ipairs(redis.call('XRANGE', KEYS[2], tostring(start), '+')) do
+  local fields = entry[2]
+  if first or tonumber(fields[2]) >= cutoff then
+    local seq = tonumber(string.match(entry[1], '^(%d+)'))
+    first = first or seq
+    out[#out + 1] = seq
+    out[#out + 1] = fields[4]
+    out[#out + 1] = fields[6]
+  end
+end
+if first == after + 1 then out[3] = 1 end
+return out
+`);
+
+/**
+ * Forgets a room when nobody is present. KEYS: {@link allKeys}. Returns 1 when dropped.
+ */
+export const DROP_SCRIPT = new LuaScript(`
+if redis.call('HLEN', KEYS[3]) > 0 then return 0 end
+redis.call('DEL', unpack(KEYS))
+return 1
+`);
+
+/**
+ * Writes one expiring field and removes a few expired ones (a sample, like Redis's own active
+ * expiry), keeping the key alive at least `key TTL` and until the field expires.
+ * KEYS: hash. ARGV: field, value, expires at ms (0: with the room), key TTL ms.
+ */
+export const PUT_FIELD_SCRIPT = new LuaScript(`${NOW_MS}
+local now = now_ms()
+local expires = tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3] .. '|' .. ARGV[2])
+local sample = redis.call('HRANDFIELD', KEYS[1], 8, 'WITHVALUES')
+for i = 1, #sample, 2 do
+  local at = tonumber(string.match(sample[i + 1], '^(%d+)|'))
+  if at and at > 0 and at <= now then redis.call('HDEL', KEYS[1], sample[i]) end
+end
+local ttl = math.max(tonumber(ARGV[4]), expires - now)
+if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], tostring(math.floor(ttl))) end
+return 1
+`);
+
+/** Reads one expiring field (nil when absent or expired). KEYS: hash. ARGV: field. */
+export const GET_FIELD_SCRIPT = new LuaScript(`${NOW_MS}
+local stored = redis.call('HGET', KEYS[1], ARGV[1])
+if not stored then return false end
+local at, value = string.match(stored, '^(%d+)|(.*)$')
+at = tonumber(at)
+if at > 0 and at <= now_ms() then return false end
+return value
+`);

@@ -10,7 +10,9 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
+import { afterAll, beforeAll } from 'vitest';
+import type { RedisClient, RedisTarget } from '../signaling/src/bus/redis-connections.js';
 
 export class TestRedis {
   readonly port: number;
@@ -195,4 +197,62 @@ async function freePorts(n: number): Promise<number[]> {
   const ports = new Set<number>();
   while (ports.size < n) ports.add(await freePort());
   return [...ports];
+}
+
+/** A Redis deployment that a describe block's tests run against (see `useTestRedis`). */
+export interface RedisUnderTest {
+  /** Where the code under test connects. */
+  target(): RedisTarget;
+  /** A plain client of the deployment, for looking at keys and publishing by hand. */
+  client(): RedisClient;
+  /** How many connections subscribe to `channel` (sharded ones on a Cluster, where a classic one is an error). */
+  subscriptions(channel: string): Promise<number>;
+}
+
+/** Starts a single Redis before the enclosing describe block's tests and closes it after them. */
+export function useTestRedis(): RedisUnderTest & { server(): TestRedis } {
+  let server: TestRedis;
+  let client: Redis;
+  beforeAll(async () => {
+    server = await TestRedis.start();
+    client = new Redis(server.url);
+    client.on('error', () => {}); // refused while a test stops the server
+  });
+  afterAll(async () => {
+    client.disconnect();
+    await server.close();
+  });
+  return {
+    server: () => server,
+    target: () => ({ mode: 'single', url: server.url }),
+    client: () => client,
+    subscriptions: async (channel) => Number(((await client.pubsub('NUMSUB', channel)) as [string, number])[1]),
+  };
+}
+
+/** Starts a 3-master Redis Cluster before the enclosing describe block's tests and closes it after them. */
+export function useTestRedisCluster(): RedisUnderTest {
+  let cluster: TestRedisCluster;
+  let client: Cluster;
+  beforeAll(async () => {
+    cluster = await startRedisCluster();
+    client = new Cluster(cluster.nodes.map((n) => ({ ...n })));
+  });
+  afterAll(async () => {
+    client.disconnect();
+    await cluster.close();
+  });
+  return {
+    target: () => ({ mode: 'cluster', nodes: cluster.nodes }),
+    client: () => client,
+    subscriptions: async (channel) => {
+      let total = 0;
+      for (const node of client.nodes('master')) {
+        const classic = (await node.pubsub('NUMSUB', channel)) as [string, number];
+        if (Number(classic[1]) !== 0) throw new Error(`${channel} has a classic subscriber on a Cluster`);
+        total += Number(((await node.pubsub('SHARDNUMSUB', channel)) as [string, number])[1]);
+      }
+      return total;
+    },
+  };
 }

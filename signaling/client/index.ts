@@ -3,7 +3,8 @@
  * protocol's schemas, typed notifications, join and resume, and a connection that never gets
  * lost — it reconnects with exponential backoff and full jitter, honours `server.draining`,
  * close codes and `Retry-After`, and resumes so the application sees every durable event
- * exactly once, in order.
+ * exactly once, in order. It remembers the room's epoch (the identity of its event history)
+ * and follows `room.resync` when the room's history restarted under a new one.
  *
  * Browser-safe: it uses only the standard WebSocket API and imports nothing from Node.
  */
@@ -97,12 +98,26 @@ const FINAL_CLOSE_CODES: ReadonlySet<number> = new Set([
 ]);
 const OPEN = 1;
 
+/** Why a `resync` event came. */
+export type ResyncCause =
+  /** A reconnect could not resume: the join result is a fresh join, reload state from it. */
+  | { readonly reason: 'resume-failed' }
+  /**
+   * `room.resync`: the room's history restarted (the cluster's shared store lost it) or this
+   * node skipped events it could no longer read. The connection and participant stay; durable
+   * events continue under `epoch` after `lastSeq`. Events of the old numbering that had not
+   * arrived are lost: the join result given is the last one with the new `epoch` and `lastSeq`,
+   * its participants and producers as they were then — reconnect (close and connect) when the
+   * application needs them exact.
+   */
+  | { readonly reason: 'epoch-changed'; readonly epoch: string; readonly lastSeq: number };
+
 type ClientEvents = {
   state: [ConnectionState];
   /** Every notification, after de-duplication of durable events. */
   notification: [Notification];
-  /** A reconnect could not resume: state must be reloaded from this fresh join. */
-  resync: [JoinResult];
+  /** The application's view of the room may be stale: see {@link ResyncCause}. */
+  resync: [JoinResult, ResyncCause];
   /** The client stopped for good (kicked, replaced, policy, closed by the app, gave up). */
   closed: [{ code: number; reason: string }];
 };
@@ -125,6 +140,8 @@ export class TradingRoomClient {
   #nextId = 1;
   #sessionId: string | undefined;
   #lastSeq = 0;
+  /** The epoch `#lastSeq` belongs to. */
+  #epoch: string | undefined;
   #attempt = 0;
   #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   #drainTimer: ReturnType<typeof setTimeout> | undefined;
@@ -147,6 +164,11 @@ export class TradingRoomClient {
 
   get sessionId(): string | undefined {
     return this.#sessionId;
+  }
+
+  /** The epoch of the room's event history `lastSeq` belongs to (from the join, then `room.resync`). */
+  get epoch(): string | undefined {
+    return this.#epoch;
   }
 
   /** The latest join (or resume) result. */
@@ -229,7 +251,9 @@ export class TradingRoomClient {
   }
 
   async #join(socket: WebSocketLike): Promise<void> {
-    const resume = this.#sessionId ? { sessionId: this.#sessionId, lastSeq: this.#lastSeq } : undefined;
+    const resume = this.#sessionId
+      ? { sessionId: this.#sessionId, lastSeq: this.#lastSeq, ...(this.#epoch ? { epoch: this.#epoch } : {}) }
+      : undefined;
     const data: MethodData<'room.join'> = {};
     if (this.#options.displayName) data.displayName = this.#options.displayName;
     if (resume) data.resume = resume;
@@ -254,13 +278,14 @@ export class TradingRoomClient {
     this.#joined = result;
     // Replayed events arrived before this response and advanced lastSeq; a fresh join restarts.
     if (!result.resumed) this.#lastSeq = result.lastSeq;
+    this.#epoch = result.epoch;
     this.#attempt = 0;
     this.#setState('joined');
     if (this.#firstJoin) {
       this.#firstJoin.resolve(result);
       this.#firstJoin = undefined;
     } else if (resyncNeeded) {
-      this.#emit('resync', result);
+      this.#emit('resync', result, { reason: 'resume-failed' });
     }
   }
 
@@ -323,6 +348,8 @@ export class TradingRoomClient {
     if (seq !== undefined) {
       if (seq <= this.#lastSeq) return; // already seen (replay overlap)
       this.#lastSeq = seq;
+    } else if (notification.event === 'room.resync') {
+      this.#onResync(notification.data as EventData<'room.resync'>);
     }
     if (notification.event === 'server.draining') {
       const { reconnectAfterMs } = notification.data as EventData<'server.draining'>;
@@ -339,6 +366,15 @@ export class TradingRoomClient {
     this.#emit('notification', notification);
     const listeners = this.#eventListeners.get(notification.event);
     if (listeners) for (const listener of listeners) listener(notification.data as never, seq);
+  }
+
+  /** The room's numbering restarts: follow it, and tell the application its view may be stale. */
+  #onResync({ epoch, lastSeq }: EventData<'room.resync'>): void {
+    this.#epoch = epoch;
+    this.#lastSeq = lastSeq;
+    if (!this.#joined) return;
+    this.#joined = { ...this.#joined, epoch, lastSeq };
+    this.#emit('resync', this.#joined, { reason: 'epoch-changed', epoch, lastSeq });
   }
 
   #onClose(socket: WebSocketLike, code: number, reason: string): void {

@@ -4,6 +4,7 @@
  * server's error classes.
  */
 import type { ErrorCode } from './protocol/error-codes.js';
+import { BusUnavailableError } from './bus/room-bus.js';
 
 export * from './protocol/error-codes.js';
 
@@ -45,9 +46,20 @@ export class ProtocolError extends Error {
   }
 }
 
-/** Converts anything thrown by a handler into a wire error; unknown errors become INTERNAL. */
+/**
+ * Converts anything thrown by a handler into a wire error. The shared store (Redis) or another
+ * node out of reach is `UNAVAILABLE` with its `retryAfterMs`: nothing happened, try again. Any
+ * other unknown error becomes INTERNAL.
+ */
 export function toErrorBody(error: unknown): ErrorBody {
   if (error instanceof ProtocolError) return error.toBody();
+  if (error instanceof BusUnavailableError) {
+    return {
+      code: 'UNAVAILABLE',
+      message: 'the cluster’s shared store is unreachable; try again',
+      retryAfterMs: Math.max(0, Math.ceil(error.retryAfterMs)),
+    };
+  }
   return { code: 'INTERNAL', message: 'internal error' };
 }
 

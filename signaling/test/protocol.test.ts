@@ -362,6 +362,8 @@ describe('notifications', () => {
         'session.kicked',
         // Added by this project (the contract allows additions): a transport died with its worker.
         'transport.closed',
+        // The contract's cluster additions: the room's history restarted under a new epoch.
+        'room.resync',
       ].sort(),
     );
     for (const name of Object.keys(durableEventSchemas)) expect(isDurableEvent(name)).toBe(true);

@@ -1,54 +1,76 @@
 /**
- * The room service when its bus fails under it: faults injected around the real local bus (a
- * durable delivery lost on the way to the node, a log read or a presence count that rejects),
- * through a real node and real sockets. A failed gap repair keeps its queue and retries; a
- * failed participant count is logged and the next change is counted.
+ * The room service when its bus fails under it: faults injected around the real local bus (the
+ * shared store unreachable, a presence count that rejects), through a real node and real
+ * sockets. An unreachable store answers UNAVAILABLE with `retryAfterMs` and changes nothing; a
+ * departure it refused is announced once it is back; a failed participant count is logged and
+ * the next change is counted.
  */
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LocalRoomBus } from '../src/bus/local-room-bus.js';
-import type { BusEvent, BusListener } from '../src/bus/room-bus.js';
-import { deferred } from '../../test-support/async.js';
+import { BusUnavailableError, type BusStatus, type RoomBus } from '../src/bus/room-bus.js';
 import { eventually, startTestNode, type TestNode } from '../../test-support/harness.js';
 import { GENEROUS_LIMITS, durable, joinRaw, range, seqs, type Message } from '../../test-support/room-helpers.js';
 
 /** The real local bus, with faults to switch on. */
 class FaultyBus extends LocalRoomBus {
-  /** Durable events not delivered to the node, as a lost cluster message would be. */
-  dropDeliveries = 0;
-  /** When set, the next log read waits for it and fails if it rejects. */
-  holdNextRead: Promise<void> | undefined;
   /** `presence.count` calls to fail. */
   failCounts = 0;
+  #down = false;
+  readonly #statusListeners = new Set<(status: BusStatus) => void>();
 
   constructor() {
     super({ maxEvents: 1000, maxAgeMs: 60_000 });
     const count = this.presence.count;
     this.presence.count = async (roomId) => {
+      this.#check();
       if (this.failCounts > 0) {
         this.failCounts--;
         throw new Error('presence unreachable (injected)');
       }
       return count(roomId);
     };
-  }
-
-  override subscribe(roomId: string, listener: BusListener): ReturnType<LocalRoomBus['subscribe']> {
-    return super.subscribe(roomId, (event) => {
-      if (event.seq !== undefined && this.dropDeliveries > 0) {
-        this.dropDeliveries--;
-        return;
+    // Every shared read and write fails while down, as with Redis out of reach.
+    for (const store of [this.presence, this.state] as Record<string, unknown>[]) {
+      for (const [name, method] of Object.entries(store)) {
+        if (name === 'count' && store === this.presence) continue;
+        const original = method as (...args: unknown[]) => Promise<unknown>;
+        store[name] = async (...args: unknown[]) => {
+          this.#check();
+          return original(...args);
+        };
       }
-      listener(event);
-    });
+    }
   }
 
-  override async readAfter(...args: Parameters<LocalRoomBus['readAfter']>): Promise<BusEvent[] | null> {
-    const hold = this.holdNextRead;
-    this.holdNextRead = undefined;
-    if (hold) await hold;
-    return super.readAfter(...args);
+  /** Takes the shared store away (true) or gives it back, telling the status listeners. */
+  setDown(down: boolean): void {
+    this.#down = down;
+    for (const listener of this.#statusListeners) listener(this.status());
+  }
+
+  override status(): BusStatus {
+    return { kind: 'local', state: this.#down ? 'degraded' : 'ok' };
+  }
+
+  override onStatus(listener: (status: BusStatus) => void): () => void {
+    this.#statusListeners.add(listener);
+    return () => this.#statusListeners.delete(listener);
+  }
+
+  override async publishDurable(...args: Parameters<RoomBus['publishDurable']>): ReturnType<RoomBus['publishDurable']> {
+    this.#check();
+    return super.publishDurable(...args);
+  }
+
+  override async subscribe(...args: Parameters<RoomBus['subscribe']>): ReturnType<RoomBus['subscribe']> {
+    this.#check();
+    return super.subscribe(...args);
+  }
+
+  #check(): void {
+    if (this.#down) throw new BusUnavailableError('shared store unreachable (injected)', 750);
   }
 }
 
@@ -78,31 +100,56 @@ describe('room service on a failing bus', () => {
     return { t, bus, lines };
   }
 
-  it('a failed gap repair keeps the queued events and retries: all arrive, in order', async () => {
+  it('an unreachable store answers UNAVAILABLE with retryAfterMs, numbers nothing, and chat goes on after', async () => {
     const { t, bus, lines } = await startFaultyNode();
-    const roomId = 'repair';
+    const roomId = 'outage';
     const alice = await joinRaw(t, 'alice', { roomId, role: 'presenter' });
     const bob = await joinRaw(t, 'bob', { roomId });
     const before = bob.join.lastSeq;
 
-    bus.dropDeliveries = 1;
-    const texts = ['lost on the way', 'opens the gap', 'queued behind it'];
-    await alice.raw.request('chat.send', { text: texts[0] });
-    // The next event reveals the gap; the log read of its repair hangs until we fail it.
-    const read = deferred();
-    bus.holdNextRead = read.promise;
-    await alice.raw.request('chat.send', { text: texts[1] });
-    await alice.raw.request('chat.send', { text: texts[2] });
-    read.reject(new Error('log unreachable (injected)'));
-
-    await eventually(() => lines.some((l) => l.msg === 'seq gap repair failed; retrying'), 5000, 'the failure');
-    for (const c of [alice, bob]) await c.raw.waitFor((m) => m.seq === before + 3);
-    for (const c of [alice, bob]) {
-      expect(seqs(c.raw).filter((seq) => seq > before)).toEqual(range(before + 1, before + 3));
-      const chats = durable(c.raw, 'chat.message').map((m) => (m.data as Message).text);
-      expect(chats).toEqual(texts);
+    bus.setDown(true);
+    const refused = [
+      await alice.raw.request('chat.send', { text: 'while the store is away' }),
+      await alice.raw.request('alert.publish', { symbol: 'ES', action: 'buy' }),
+      // A join needs the store too (presence, bans, the room's position).
+      await (await t.raw(await t.token('carol', { roomId }))).request('room.join'),
+    ];
+    for (const response of refused) {
+      expect(response).toMatchObject({ ok: false, error: { code: 'UNAVAILABLE', retryAfterMs: 750 } });
     }
-    expect(lines.filter((l) => l.msg === 'seq gap repair failed; retrying')).toHaveLength(1);
+    expect(
+      lines.filter((l) => l.msg === 'handler failed'),
+      'not an internal error',
+    ).toEqual([]);
+    // Liveness of the connection is untouched.
+    expect(await alice.raw.request('ping')).toMatchObject({ ok: true });
+
+    bus.setDown(false);
+    const sent = await alice.raw.request('chat.send', { text: 'back' });
+    expect((sent.data as { seq: number }).seq, 'no seq was used while away').toBe(before + 1);
+    await bob.raw.waitFor((m) => m.seq === before + 1);
+    expect(seqs(bob.raw)).toEqual([before + 1]);
+    expect(durable(bob.raw, 'chat.message').map((m) => (m.data as Message).text)).toEqual(['back']);
+    expect(alice.raw.ws.readyState).toBe(alice.raw.ws.OPEN);
+  });
+
+  it('a departure the store refused is announced once it is back', async () => {
+    const { t, bus, lines } = await startFaultyNode();
+    const roomId = 'late-leave';
+    const alice = await joinRaw(t, 'alice', { roomId });
+    const bob = await joinRaw(t, 'bob', { roomId });
+
+    bus.setDown(true);
+    expect(await bob.raw.request('room.leave')).toMatchObject({ ok: true });
+    await eventually(() => lines.some((l) => l.msg === 'a departure waits for the bus to come back'), 5000, 'refused');
+    expect(alice.raw.events('participant.left')).toEqual([]);
+
+    bus.setDown(false);
+    const left = await alice.raw.waitFor((m) => m.event === 'participant.left');
+    expect(left.data).toEqual({ participantId: bob.join.participantId, reason: 'left' });
+    const checker = await joinRaw(t, 'checker', { roomId });
+    expect(checker.join.participants.map((p) => p.userId).sort()).toEqual(['alice', 'checker']);
+    expect(seqs(alice.raw)).toEqual(range(alice.join.lastSeq + 1, checker.join.lastSeq));
   });
 
   it('a failed participant count is logged, not left unhandled; the next change is counted', async () => {

@@ -40,6 +40,9 @@ const COMMAND_OPTIONS: RedisOptions = {
   autoResendUnfulfilledCommands: false,
   // A command while the connection is down fails at once (the bus reports it unavailable).
   enableOfflineQueue: false,
+  // A command in flight when the connection drops fails at once too: without this ioredis keeps
+  // it until the reconnect, then drops it without settling (not resent), and its caller hangs.
+  maxRetriesPerRequest: 0,
 };
 
 const SUBSCRIBER_OPTIONS: RedisOptions = { autoResendUnfulfilledCommands: false, autoResubscribe: false };

@@ -16,9 +16,8 @@ import type { AccessClaims, TokenVerifier } from '../auth/tokens.js';
 import { requestEnvelopeSchema, type RequestId, type Role } from '../protocol/common.js';
 import { findMethod } from '../protocol/index.js';
 import type { EphemeralEventName, EventData } from '../protocol/notifications.js';
-import type { HandlerContext } from '../protocol/context.js';
+import type { HandlerContext, HandlerSession } from '../protocol/context.js';
 import type { RoomService } from '../rooms/room-service.js';
-import type { Member } from '../rooms/room.js';
 import type { MediaGateway } from '../rooms/media-gateway.js';
 import type { DrainController } from '../drain.js';
 import { encodeFrame } from '../bus/room-bus.js';
@@ -45,14 +44,13 @@ export interface SessionServices {
 
 const tracer = trace.getTracer('trading-room-signaling');
 
-export class ClientSession {
+/** The gateway's side of a connection; the room service sees it as a `RoomConnection`. */
+export class ClientSession implements HandlerSession {
   readonly connectionId = randomUUID();
   readonly userId: string;
   readonly roomId: string;
   readonly ip: string;
   readonly tokenName: string | undefined;
-  /** Set by the room service while the connection is a member of its room. */
-  membership: { room: string; member: Member } | undefined;
   #expiresAtMs: number;
   #tokenRole: Role;
   readonly #ws: WebSocket;
@@ -107,13 +105,9 @@ export class ClientSession {
     return this.#tokenRole;
   }
 
-  /** The participant's current role (the token's until it joins). */
+  /** The participant's current role, as the room service knows it (the token's until it joins). */
   get role(): Role {
-    return this.membership?.member.participant.role ?? this.tokenRole;
-  }
-
-  get participantId(): string | undefined {
-    return this.membership?.member.participant.participantId;
+    return this.#services.rooms.participantOf(this)?.role ?? this.tokenRole;
   }
 
   /** Writes an encoded frame; watches the socket's backlog. */
@@ -259,7 +253,9 @@ export class ClientSession {
       const definition = findMethod(envelope.data.method);
       method = definition ? envelope.data.method : 'unknown';
       if (!definition) throw new ProtocolError('UNKNOWN_METHOD', `unknown method ${envelope.data.method.slice(0, 64)}`);
-      if (method !== 'room.join' && !this.membership) throw new ProtocolError('NOT_JOINED', 'join the room first');
+      if (method !== 'room.join' && !this.#services.rooms.participantOf(this)) {
+        throw new ProtocolError('NOT_JOINED', 'join the room first');
+      }
       if (method === 'room.join' && this.#services.drain.state !== 'RUNNING') {
         throw new ProtocolError('UNAVAILABLE', 'this node is draining; reconnect to another node', {
           retryAfterMs: 1000,

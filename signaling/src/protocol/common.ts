@@ -25,6 +25,14 @@ export function cleanDisplayName(name: string): string {
   return name.replace(HIDDEN_CHARACTERS, '').trim();
 }
 
+/** Trade alert actions (`alert.publish`, `alert.published`). */
+export const ALERT_ACTIONS = ['buy', 'sell', 'close', 'watch'] as const;
+
+/** What a producer carries (`sfu.produce`, `producer.added`). */
+export const MEDIA_SOURCES = ['camera', 'microphone', 'screen', 'screen-audio'] as const;
+export const mediaSourceSchema = z.enum(MEDIA_SOURCES);
+export const mediaKindSchema = z.enum(['audio', 'video']);
+
 export const participantSchema = z.object({
   participantId: z.string(),
   userId: z.string(),

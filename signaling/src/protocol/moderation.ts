@@ -1,9 +1,19 @@
 /** `moderation.*`: kick, mute and role changes, moderators only. */
 import { z } from 'zod';
-import { emptySchema, idSchema, roleSchema } from './common.js';
+import type { RoomConnection } from '../rooms/room-connection.js';
+import { emptySchema, idSchema, roleSchema, type Role } from './common.js';
 import { defineMethod } from './method.js';
 
 const target = z.strictObject({ participantId: idSchema });
+
+/** What `moderation.*` asks of the room service; the target may be connected to any node. */
+export interface ModerationRooms {
+  kick(connection: RoomConnection, participantId: string): Promise<void>;
+  mute(connection: RoomConnection, participantId: string): Promise<void>;
+  setRole(connection: RoomConnection, participantId: string, role: Role): Promise<void>;
+}
+
+type ModerationContext = { session: RoomConnection; rooms: ModerationRooms };
 
 export const moderationMethods = {
   'moderation.kick': defineMethod({
@@ -11,7 +21,7 @@ export const moderationMethods = {
     roles: ['moderator'],
     data: target,
     result: emptySchema,
-    handle: async (ctx, data) => {
+    handle: async (ctx: ModerationContext, data) => {
       await ctx.rooms.kick(ctx.session, data.participantId);
       return {};
     },
@@ -21,7 +31,7 @@ export const moderationMethods = {
     roles: ['moderator'],
     data: target,
     result: emptySchema,
-    handle: async (ctx, data) => {
+    handle: async (ctx: ModerationContext, data) => {
       await ctx.rooms.mute(ctx.session, data.participantId);
       return {};
     },
@@ -31,7 +41,7 @@ export const moderationMethods = {
     roles: ['moderator'],
     data: z.strictObject({ participantId: idSchema, role: roleSchema }),
     result: emptySchema,
-    handle: async (ctx, data) => {
+    handle: async (ctx: ModerationContext, data) => {
       await ctx.rooms.setRole(ctx.session, data.participantId, data.role);
       return {};
     },

@@ -3,9 +3,7 @@
  * ephemeral ones do not.
  */
 import { z } from 'zod';
-import { participantSchema, roleSchema } from './common.js';
-import { ALERT_ACTIONS } from './alert.js';
-import { mediaKindSchema, mediaSourceSchema } from './sfu.js';
+import { ALERT_ACTIONS, mediaKindSchema, mediaSourceSchema, participantSchema, roleSchema } from './common.js';
 
 /** Who sent a chat message or an alert; `role` as of sending, so clients can mark presenters. */
 const participantRef = z.object({ participantId: z.string(), userId: z.string(), name: z.string(), role: roleSchema });
@@ -57,6 +55,11 @@ export const ephemeralEventSchemas = {
     reconnectAfterMs: z.number().int(),
   }),
   'session.kicked': z.object({ reason: z.string() }),
+  'room.resync': z
+    .object({ epoch: z.string(), lastSeq: z.number().int() })
+    .describe(
+      'the room’s history restarted (lost by the shared store) or skipped events this node could no longer read: durable events continue under `epoch`, the next with `seq` lastSeq + 1; events of the old numbering that did not arrive are lost, reload state if it matters',
+    ),
 };
 
 export type DurableEventName = keyof typeof durableEventSchemas;

@@ -1,8 +1,12 @@
 /** `room.*`: joining (with resume) and leaving a room. */
 import { z } from 'zod';
+import type { RoomConnection } from '../rooms/room-connection.js';
 import { emptySchema, idSchema, participantSchema, roleSchema } from './common.js';
 import { defineMethod } from './method.js';
 import { producerInfoSchema } from './sfu.js';
+
+/** The identity of a room's event history; `seq` guarantees hold within one epoch. */
+const epochSchema = z.string().min(1).max(64);
 
 export const joinDataSchema = z.strictObject({
   displayName: z
@@ -18,9 +22,13 @@ export const joinDataSchema = z.strictObject({
     .strictObject({
       sessionId: idSchema,
       lastSeq: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+      epoch: epochSchema
+        .optional()
+        .describe('the epoch `lastSeq` belongs to; another epoch than the room’s joins afresh (`resumed: false`)'),
     })
     .optional(),
 });
+export type JoinData = z.output<typeof joinDataSchema>;
 
 export const joinResultSchema = z.object({
   sessionId: z.string(),
@@ -31,9 +39,19 @@ export const joinResultSchema = z.object({
   participantCount: z.number().int(),
   producers: z.array(producerInfoSchema),
   lastSeq: z.number().int(),
+  epoch: z.string().describe('the identity of the room’s event history `lastSeq` belongs to (cluster addition)'),
   routerRtpCapabilities: z.unknown().describe('mediasoup RtpCapabilities; null when media is off'),
   resumed: z.boolean(),
 });
+export type JoinResult = z.input<typeof joinResultSchema>;
+
+/** What `room.*` asks of the room service. */
+export interface RoomMembership {
+  join(connection: RoomConnection, data: JoinData): Promise<JoinResult>;
+  leave(connection: RoomConnection, reason: 'left' | 'disconnected'): Promise<void>;
+}
+
+type RoomContext = { session: RoomConnection; rooms: RoomMembership };
 
 export const roomMethods = {
   'room.join': defineMethod({
@@ -41,14 +59,14 @@ export const roomMethods = {
     roles: 'all',
     data: joinDataSchema,
     result: joinResultSchema,
-    handle: (ctx, data) => ctx.rooms.join(ctx.session, data),
+    handle: (ctx: RoomContext, data) => ctx.rooms.join(ctx.session, data),
   }),
   'room.leave': defineMethod({
     description: 'Leave the room; the socket stays open and may join again.',
     roles: 'all',
     data: emptySchema,
     result: emptySchema,
-    handle: async (ctx) => {
+    handle: async (ctx: RoomContext) => {
       await ctx.rooms.leave(ctx.session, 'left');
       return {};
     },

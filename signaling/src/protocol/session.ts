@@ -3,6 +3,12 @@ import { z } from 'zod';
 import { emptySchema } from './common.js';
 import { defineMethod } from './method.js';
 
+/** The connection as `session.refresh` needs it. */
+export interface RefreshableSession {
+  /** Replaces the token; resolves the new expiry (epoch ms). */
+  refresh(token: string): Promise<number>;
+}
+
 export const sessionMethods = {
   'session.refresh': defineMethod({
     description:
@@ -10,7 +16,9 @@ export const sessionMethods = {
     roles: 'all',
     data: z.strictObject({ token: z.string().min(1).max(8192) }),
     result: z.object({ expiresAt: z.number().describe('epoch ms') }),
-    handle: async (ctx, data) => ({ expiresAt: await ctx.session.refresh(data.token) }),
+    handle: async (ctx: { session: RefreshableSession }, data) => ({
+      expiresAt: await ctx.session.refresh(data.token),
+    }),
   }),
   ping: defineMethod({
     description: 'Round trip; returns the server clock.',

@@ -7,11 +7,11 @@ import type { Logger } from 'pino';
 import { SfuError, type MediaService } from '../../../sfu/src/index.js';
 import { ProtocolError } from '../errors.js';
 import { blockListOf, listed } from '../net/cidr.js';
-import { PUBLISHING_ROLES } from '../protocol/common.js';
-import type { ClientSession } from '../gateway/client-session.js';
+import { PUBLISHING_ROLES, type Role } from '../protocol/common.js';
+import type { RoomConnection } from './room-connection.js';
 import type { RoomService } from './room-service.js';
 import type { ProducerInfo, RoomMediaHooks } from './media-hooks.js';
-import type { DtlsParametersData, RtpCapabilitiesData, RtpParametersData } from '../protocol/sfu.js';
+import type { DtlsParametersData, MediaHandlers, RtpCapabilitiesData, RtpParametersData } from '../protocol/sfu.js';
 
 type Direction = 'send' | 'recv';
 
@@ -31,7 +31,7 @@ export interface MediaGatewayOptions {
  */
 const NEVER_PLAIN_DESTINATIONS = blockListOf(['0.0.0.0/8', '::/128', '224.0.0.0/4', 'ff00::/8', '255.255.255.255']);
 
-export class MediaGateway implements RoomMediaHooks {
+export class MediaGateway implements RoomMediaHooks, MediaHandlers {
   readonly #media: MediaService;
   readonly #rooms: RoomService;
   readonly #log: Logger;
@@ -79,20 +79,20 @@ export class MediaGateway implements RoomMediaHooks {
 
   // ---- sfu.* methods ---------------------------------------------------------------------------
 
-  async createTransport(session: ClientSession, direction: Direction) {
+  async createTransport(session: RoomConnection, direction: Direction) {
     if (direction === 'send') this.#requirePublisher(session);
-    const { roomId, participantId } = ids(session);
+    const { roomId, participantId } = this.#ids(session);
     return sfu(() => this.#media.createWebRtcTransport(roomId, participantId, direction));
   }
 
-  async connectTransport(session: ClientSession, transportId: string, dtlsParameters: DtlsParametersData) {
-    const { roomId, participantId } = ids(session);
+  async connectTransport(session: RoomConnection, transportId: string, dtlsParameters: DtlsParametersData) {
+    const { roomId, participantId } = this.#ids(session);
     await sfu(() => this.#media.connectTransport(roomId, participantId, transportId, dtlsParameters as never));
     return {};
   }
 
   async produce(
-    session: ClientSession,
+    session: RoomConnection,
     data: {
       transportId: string;
       kind: 'audio' | 'video';
@@ -101,7 +101,7 @@ export class MediaGateway implements RoomMediaHooks {
     },
   ) {
     this.#requirePublisher(session);
-    const { roomId, participantId } = ids(session);
+    const { roomId, participantId } = this.#ids(session);
     const { producerId } = await sfu(() =>
       this.#media.produce(roomId, participantId, {
         transportId: data.transportId,
@@ -130,10 +130,10 @@ export class MediaGateway implements RoomMediaHooks {
   }
 
   async consume(
-    session: ClientSession,
+    session: RoomConnection,
     data: { transportId: string; producerId: string; rtpCapabilities: RtpCapabilitiesData },
   ) {
-    const { roomId, participantId } = ids(session);
+    const { roomId, participantId } = this.#ids(session);
     return sfu(() =>
       this.#media.consume(roomId, participantId, {
         transportId: data.transportId,
@@ -143,23 +143,23 @@ export class MediaGateway implements RoomMediaHooks {
     );
   }
 
-  async resumeConsumer(session: ClientSession, consumerId: string) {
-    const { roomId, participantId } = ids(session);
+  async resumeConsumer(session: RoomConnection, consumerId: string) {
+    const { roomId, participantId } = this.#ids(session);
     await sfu(() => this.#media.resumeConsumer(roomId, participantId, consumerId));
     return {};
   }
 
-  pauseProducer(session: ClientSession, producerId: string) {
+  pauseProducer(session: RoomConnection, producerId: string) {
     return this.#setProducerPaused(session, producerId, true);
   }
 
-  resumeProducer(session: ClientSession, producerId: string) {
+  resumeProducer(session: RoomConnection, producerId: string) {
     return this.#setProducerPaused(session, producerId, false);
   }
 
-  async #setProducerPaused(session: ClientSession, producerId: string, paused: boolean) {
-    const { roomId, participantId } = ids(session);
-    const options = { asModerator: isModerator(session) };
+  async #setProducerPaused(session: RoomConnection, producerId: string, paused: boolean) {
+    const { roomId, participantId } = this.#ids(session);
+    const options = { asModerator: this.#isModerator(session) };
     await sfu(() =>
       paused
         ? this.#media.pauseProducer(roomId, participantId, producerId, options)
@@ -172,42 +172,42 @@ export class MediaGateway implements RoomMediaHooks {
     return {};
   }
 
-  async closeProducer(session: ClientSession, producerId: string) {
-    const { roomId, participantId } = ids(session);
+  async closeProducer(session: RoomConnection, producerId: string) {
+    const { roomId, participantId } = this.#ids(session);
     await sfu(() =>
-      this.#media.closeProducer(roomId, participantId, producerId, { asModerator: isModerator(session) }),
+      this.#media.closeProducer(roomId, participantId, producerId, { asModerator: this.#isModerator(session) }),
     );
     return {};
   }
 
-  async setConsumerLayers(session: ClientSession, consumerId: string, spatialLayer: number, temporalLayer?: number) {
-    const { roomId, participantId } = ids(session);
+  async setConsumerLayers(session: RoomConnection, consumerId: string, spatialLayer: number, temporalLayer?: number) {
+    const { roomId, participantId } = this.#ids(session);
     await sfu(() => this.#media.setConsumerLayers(roomId, participantId, consumerId, spatialLayer, temporalLayer));
     return {};
   }
 
-  async restartIce(session: ClientSession, transportId: string) {
-    const { roomId, participantId } = ids(session);
+  async restartIce(session: RoomConnection, transportId: string) {
+    const { roomId, participantId } = this.#ids(session);
     return sfu(() => this.#media.restartIce(roomId, participantId, transportId));
   }
 
   async createPlainTransport(
-    session: ClientSession,
+    session: RoomConnection,
     data: { direction: Direction; comedia?: boolean | undefined; rtcpMux?: boolean | undefined },
   ) {
     if (data.direction === 'send') this.#requirePublisher(session);
-    else if (!isModerator(session)) {
+    else if (!this.#isModerator(session)) {
       throw new ProtocolError('FORBIDDEN', 'plain recv transports (recording and monitoring taps) are for moderators');
     }
-    const { roomId, participantId } = ids(session);
+    const { roomId, participantId } = this.#ids(session);
     return sfu(() => this.#media.createPlainTransport(roomId, participantId, data));
   }
 
   async connectPlainTransport(
-    session: ClientSession,
+    session: RoomConnection,
     data: { transportId: string; ip: string; port: number; rtcpPort?: number | undefined },
   ) {
-    const { roomId, participantId } = ids(session);
+    const { roomId, participantId } = this.#ids(session);
     this.#checkPlainDestination(data.ip);
     await sfu(() => this.#media.connectPlainTransport(roomId, participantId, data));
     return {};
@@ -246,10 +246,24 @@ export class MediaGateway implements RoomMediaHooks {
     await this.#media.closeRoom(roomId);
   }
 
-  #requirePublisher(session: ClientSession): void {
-    if (!PUBLISHING_ROLES.includes(session.role)) {
-      throw new ProtocolError('FORBIDDEN', `role ${session.role} may not publish media`);
-    }
+  #requirePublisher(session: RoomConnection): void {
+    const role = this.#roleOf(session);
+    if (!PUBLISHING_ROLES.includes(role)) throw new ProtocolError('FORBIDDEN', `role ${role} may not publish media`);
+  }
+
+  /** The participant's current role (the token's until it joins). */
+  #roleOf(session: RoomConnection): Role {
+    return this.#rooms.participantOf(session)?.role ?? session.tokenRole;
+  }
+
+  #isModerator(session: RoomConnection): boolean {
+    return this.#roleOf(session) === 'moderator';
+  }
+
+  #ids(session: RoomConnection): { roomId: string; participantId: string } {
+    const participantId = this.#rooms.participantOf(session)?.participantId;
+    if (!participantId) throw new ProtocolError('NOT_JOINED', 'join the room first');
+    return { roomId: session.roomId, participantId };
   }
 
   /** Whether the participant is in the room now with a role that may publish. */
@@ -271,16 +285,6 @@ export class MediaGateway implements RoomMediaHooks {
   #background(work: Promise<unknown>): void {
     work.catch((error: unknown) => this.#log.error({ err: error }, 'media notification failed'));
   }
-}
-
-function ids(session: ClientSession): { roomId: string; participantId: string } {
-  const participantId = session.participantId;
-  if (!participantId) throw new ProtocolError('NOT_JOINED', 'join the room first');
-  return { roomId: session.roomId, participantId };
-}
-
-function isModerator(session: ClientSession): boolean {
-  return session.role === 'moderator';
 }
 
 /** Runs an SFU call, turning its {@link SfuError}s into protocol errors. */

@@ -1,30 +1,34 @@
 /**
- * One room as this node sees it: the participants whose sessions live here, the sessions that
- * may still resume, role overrides and bans, and the cursor of durable events delivered to the
- * node's sockets.
+ * One room as this node sees it: the participants whose sessions live here (connected, or
+ * within their resume grace), the position of the durable events delivered to this node's
+ * sockets, and the room's timers. What the nodes of a cluster share — presence, resume records,
+ * bans, role overrides — lives on the bus, never here.
  */
-import type { Participant, Role } from '../protocol/common.js';
-import type { ClientSession } from '../gateway/client-session.js';
+import type { ResumeRecord, RoomHead, Unsubscribe } from '../bus/room-bus.js';
+import type { Participant } from '../protocol/common.js';
+import type { EventData } from '../protocol/notifications.js';
+import type { RoomConnection } from './room-connection.js';
 
 /** A participant of the room whose session lives on this node. */
 export interface Member {
+  /** Its role changes with `moderation.setRole` and refreshed tokens. */
   readonly participant: Participant;
   readonly sessionId: string;
+  /** What its session resumes, as last written to the bus. */
+  record: ResumeRecord;
   /** The socket it is connected through; undefined while it may still resume. */
-  connection: ClientSession | undefined;
+  connection: RoomConnection | undefined;
   /** Highest `seq` written to `connection`. */
   cursor: number;
   graceTimer: NodeJS.Timeout | undefined;
 }
 
-/** What a session id resumes, kept after the participant leaves until it ages out. */
-export interface SessionRecord {
-  readonly participantId: string;
-  readonly userId: string;
-  readonly joinedAt: number;
-  /** The room's `seq` when the session first joined: a resume never replays from before it. */
-  joinSeq: number;
-  leftAt: number | undefined;
+type LeaveReason = EventData<'participant.left'>['reason'];
+
+interface DeliveryWaiter {
+  readonly epoch: string;
+  readonly seq: number;
+  readonly resolve: () => void;
 }
 
 export class Room {
@@ -32,27 +36,68 @@ export class Room {
   readonly createdAt = Date.now();
   readonly members = new Map<string, Member>();
   readonly memberByUser = new Map<string, Member>();
-  readonly sessions = new Map<string, SessionRecord>();
-  readonly roleOverrides = new Map<string, Role>();
-  readonly bans = new Map<string, number>();
-  /** Highest durable `seq` fanned out to this node's sockets. */
+  /** The epoch of the history delivered here; undefined until the room is open. */
+  epoch: string | undefined;
+  /** Highest durable `seq` of `epoch` fanned out to this node's sockets. */
   deliveredSeq = 0;
-  unsubscribe: (() => void) | undefined;
+  unsubscribe: Unsubscribe | undefined;
   emptyTimer: NodeJS.Timeout | undefined;
   countTimer: NodeJS.Timeout | undefined;
   lastCountSentAt = 0;
+  /** The last `participant.count` sent here; -1 until the room is first large. */
   lastCountSent = -1;
+  /** Departures the bus refused (it was unreachable), announced when it is back. */
+  readonly departed = new Map<string, { readonly member: Member; readonly reason: LeaveReason }>();
+  /** A reconcile with the bus failed: run it again when the bus is back, and before closing. */
+  unreconciled = false;
+  closed = false;
   /** Durable events per one-minute bucket, for the admin event rate. */
   readonly #eventBuckets: [minute: number, count: number][] = [];
-  /** Frames that arrived while a seq gap is being repaired, kept until the repair succeeds. */
-  pendingRepair: { seq: number | undefined; frame: string }[] | undefined;
-  /** Failed repair attempts in a row, and the timer of the next one. */
-  repairFailures = 0;
-  repairTimer: NodeJS.Timeout | undefined;
-  closed = false;
+  #waiters: DeliveryWaiter[] = [];
 
   constructor(id: string) {
     this.id = id;
+  }
+
+  /** Takes the room's position right after subscribing, unless a delivery already moved it on. */
+  open(head: RoomHead): void {
+    if (this.epoch === head.epoch) this.deliveredSeq = Math.max(this.deliveredSeq, head.lastSeq);
+    else {
+      this.epoch = head.epoch;
+      this.deliveredSeq = head.lastSeq;
+    }
+  }
+
+  /**
+   * Resolves once the durable event `seq` of `epoch` has been fanned out here (or the room moved
+   * to another epoch, or closed), or after `timeoutMs`.
+   */
+  delivered(epoch: string, seq: number, timeoutMs: number): Promise<void> {
+    if (this.#isDelivered(epoch, seq)) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, timeoutMs);
+      const waiter: DeliveryWaiter = { epoch, seq, resolve: done };
+      this.#waiters.push(waiter);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  }
+
+  /** Called after every durable delivery, epoch change and close. */
+  settleWaiters(): void {
+    if (this.#waiters.length === 0) return;
+    const waiting: DeliveryWaiter[] = [];
+    for (const waiter of this.#waiters) {
+      if (this.#isDelivered(waiter.epoch, waiter.seq)) waiter.resolve();
+      else waiting.push(waiter);
+    }
+    this.#waiters = waiting;
+  }
+
+  #isDelivered(epoch: string, seq: number): boolean {
+    return this.closed || this.epoch !== epoch || this.deliveredSeq >= seq;
   }
 
   /** Counts a durable event for the event-rate figure. */
@@ -73,20 +118,5 @@ export class Room {
     for (const [m, count] of this.#eventBuckets) if (m >= minute - 1) total += count;
     const elapsedMs = 60_000 + (now % 60_000);
     return Math.round((total * 60_000) / elapsedMs);
-  }
-
-  isBanned(userId: string, now = Date.now()): boolean {
-    const until = this.bans.get(userId);
-    if (until === undefined) return false;
-    if (until > now) return true;
-    this.bans.delete(userId);
-    return false;
-  }
-
-  /** Drops session records that can no longer resume. */
-  pruneSessions(maxAgeMs: number, now = Date.now()): void {
-    for (const [id, record] of this.sessions) {
-      if (record.leftAt !== undefined && now - record.leftAt > maxAgeMs) this.sessions.delete(id);
-    }
   }
 }

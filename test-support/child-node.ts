@@ -1,7 +1,8 @@
 /**
  * A node running as a child process (`node --import tsx signaling/src/main.ts`) on a free
  * loopback port, for tests that need real signals, a separate heap or a crash-proof boundary.
- * Its stdout (pino JSON logs) and stderr are captured; `kill()` ends it for sure.
+ * Its stdout (pino JSON logs) and stderr are captured; `kill()` ends it for sure (`kill -9`),
+ * `terminate()` sends SIGTERM (a drain) and waits for the exit.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
@@ -9,9 +10,7 @@ import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
-import { ADMIN_TOKEN, TEST_SECRET } from './harness.js';
-import { signAccessToken } from '../signaling/src/auth/tokens.js';
-import type { Role } from '../signaling/src/protocol/common.js';
+import { ADMIN_TOKEN, TEST_SECRET, testToken, type TokenOptions } from './harness.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -123,13 +122,8 @@ export class ChildNode {
       );
   }
 
-  token(userId: string, options: { roomId?: string; role?: Role; ttlSeconds?: number } = {}): Promise<string> {
-    return signAccessToken(TEST_SECRET, {
-      userId,
-      roomId: options.roomId ?? 'room-1',
-      role: options.role ?? 'trader',
-      ...(options.ttlSeconds ? { ttlSeconds: options.ttlSeconds } : {}),
-    });
+  token(userId: string, options: TokenOptions = {}): Promise<string> {
+    return testToken(userId, options);
   }
 
   /** GET/POST on the node's HTTP port. */
@@ -178,6 +172,28 @@ export class ChildNode {
     if (this.alive) this.process.kill('SIGKILL');
     await this.exited;
   }
+
+  /** Sends SIGTERM (the node drains) and waits for the exit; rejects after `timeoutMs`. */
+  async terminate(timeoutMs = 60_000): Promise<ChildExit> {
+    this.signal('SIGTERM');
+    return this.waitForExit(timeoutMs);
+  }
+
+  /** Resolves with the exit; rejects (leaving the process alone) when it does not come within `timeoutMs`. */
+  async waitForExit(timeoutMs: number): Promise<ChildExit> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`node ${this.pid} did not exit within ${timeoutMs} ms:\n${this.#stderr}`)),
+        timeoutMs,
+      );
+    });
+    try {
+      return await Promise.race([this.exited, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
 }
 
 /** A TCP port that was free a moment ago. */
@@ -192,10 +208,14 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** Spawns a node with test defaults (`env` overrides) and waits until `/health/ready` is 200. */
+/**
+ * Spawns a node with test defaults (`env` overrides) and waits until `/health/ready` is 200.
+ * The child sees only PATH, HOME, the defaults, `env`, and the variables named in `passEnv`
+ * that this process has.
+ */
 export async function spawnNode(
   env: Record<string, string> = {},
-  options: { nodeArgs?: string[]; inspect?: boolean } = {},
+  options: { nodeArgs?: string[]; inspect?: boolean; passEnv?: readonly string[] } = {},
 ): Promise<ChildNode> {
   const port = await freePort();
   const inspectPort = options.inspect ? await freePort() : undefined;
@@ -213,6 +233,12 @@ export async function spawnNode(
       SIGNALING_ADMIN_TOKEN: ADMIN_TOKEN,
       MEDIA_ENABLED: 'false',
       ...(process.env.MEDIASOUP_WORKER_BIN ? { MEDIASOUP_WORKER_BIN: process.env.MEDIASOUP_WORKER_BIN } : {}),
+      ...Object.fromEntries(
+        (options.passEnv ?? []).flatMap((name) => {
+          const value = process.env[name];
+          return value === undefined ? [] : [[name, value]];
+        }),
+      ),
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

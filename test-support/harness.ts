@@ -21,6 +21,17 @@ export interface TokenOptions {
   readonly ttlSeconds?: number;
 }
 
+/** An access token signed with {@link TEST_SECRET} (room `room-1`, role `trader` unless given). */
+export function testToken(userId: string, options: TokenOptions = {}): Promise<string> {
+  return signAccessToken(TEST_SECRET, {
+    userId,
+    roomId: options.roomId ?? 'room-1',
+    role: options.role ?? 'trader',
+    ...(options.name ? { name: options.name } : {}),
+    ...(options.ttlSeconds ? { ttlSeconds: options.ttlSeconds } : {}),
+  });
+}
+
 export class TestNode {
   readonly node: TradingRoomNode;
   readonly #clients = new Set<{ close(): void }>();
@@ -42,13 +53,7 @@ export class TestNode {
   }
 
   token(userId: string, options: TokenOptions = {}): Promise<string> {
-    return signAccessToken(TEST_SECRET, {
-      userId,
-      roomId: options.roomId ?? 'room-1',
-      role: options.role ?? 'trader',
-      ...(options.name ? { name: options.name } : {}),
-      ...(options.ttlSeconds ? { ttlSeconds: options.ttlSeconds } : {}),
-    });
+    return testToken(userId, options);
   }
 
   /** An SDK client (not yet connected). */

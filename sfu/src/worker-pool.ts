@@ -27,8 +27,10 @@ export type WorkerPoolOptions = {
   /** Address announced in ICE candidates and plain transport tuples (NAT, containers). */
   announcedAddress?: string;
   /**
-   * Worker `i`'s WebRtcServer listens on UDP and TCP port `rtcBasePort + i`. With 0 each picks a
-   * free port in `portRange` (UDP and TCP ports may then differ).
+   * Worker `i`'s WebRtcServer listens on UDP and TCP port `rtcBasePort + i`; when that port is
+   * taken (another node on the host), on the next free one of `rtcBasePort + i + k × numWorkers`
+   * (see {@link rtcPortCandidates}). With 0 each picks a free port in `portRange` (UDP and TCP
+   * ports may then differ).
    */
   rtcBasePort: number;
   /** Ports for plain and pipe transports, and for WebRtcServers when `rtcBasePort` is 0. */
@@ -144,7 +146,32 @@ type Slot = {
   current: PooledWorker | undefined;
   backoff: RestartBackoff;
   restartTimer: NodeJS.Timeout | undefined;
+  /** The port its last worker listened on (a restart tries it first). */
+  lastPort: number | undefined;
 };
+
+/** How many ports a worker tries from `rtcBasePort` upward before it gives up. */
+export const RTC_PORT_PROBES = 100;
+
+/**
+ * The ports worker `index` of `numWorkers` tries in turn: `preferred` (its previous port) first,
+ * then `base + index`, `base + index + numWorkers`, … The workers of one pool never try the
+ * same port, so they need not coordinate; the k-th node started on a host ends up on block k.
+ */
+export function rtcPortCandidates(base: number, index: number, numWorkers: number, preferred?: number): number[] {
+  const ports = preferred === undefined ? [] : [preferred];
+  for (let k = 0; ports.length < RTC_PORT_PROBES; k += 1) {
+    const port = base + index + k * numWorkers;
+    if (port > 65_535) break;
+    if (port !== preferred) ports.push(port);
+  }
+  return ports;
+}
+
+/** mediasoup's error when a WebRtcServer's UDP or TCP port is in use (`uv_udp_bind() failed … address already in use`). */
+function isAddressInUse(error: unknown): boolean {
+  return error instanceof Error && /address already in use|EADDRINUSE/i.test(error.message);
+}
 
 /**
  * A fixed number of mediasoup workers, each with a WebRtcServer (one UDP and one TCP port per
@@ -190,6 +217,7 @@ export class WorkerPool extends SafeEmitter<WorkerPoolEvents> {
       current: undefined,
       backoff: new RestartBackoff(options.restartBackoff),
       restartTimer: undefined,
+      lastPort: undefined,
     }));
   }
 
@@ -273,7 +301,6 @@ export class WorkerPool extends SafeEmitter<WorkerPoolEvents> {
   }
 
   async #spawn(index: number): Promise<PooledWorker> {
-    const { listenIp, announcedAddress, rtcBasePort, portRange } = this.#options;
     const signalListenersBefore = signalListeners();
     const starting = mediasoup.createWorker({
       logLevel: this.#options.workerLogLevel ?? 'warn',
@@ -285,14 +312,7 @@ export class WorkerPool extends SafeEmitter<WorkerPoolEvents> {
     removeSignalListenersAddedSince(signalListenersBefore);
     const worker = await starting;
     try {
-      const base = { ip: listenIp, ...(announcedAddress ? { announcedAddress } : {}) };
-      const where = rtcBasePort > 0 ? { port: rtcBasePort + index } : { portRange: { ...portRange } };
-      const webRtcServer = await worker.createWebRtcServer({
-        listenInfos: [
-          { protocol: 'udp', ...base, ...where },
-          { protocol: 'tcp', ...base, ...where },
-        ],
-      });
+      const webRtcServer = await this.#createWebRtcServer(worker, index);
       const dump = await webRtcServer.dump();
       const ports = { udp: dump.udpSockets[0]?.port ?? 0, tcp: dump.tcpServers[0]?.port ?? 0 };
       return new PooledWorker(index, worker, webRtcServer, ports);
@@ -302,8 +322,41 @@ export class WorkerPool extends SafeEmitter<WorkerPoolEvents> {
     }
   }
 
+  /** The worker's WebRtcServer on the first free port of {@link rtcPortCandidates} (or in the range with base 0). */
+  async #createWebRtcServer(worker: types.Worker, index: number): Promise<types.WebRtcServer> {
+    const { listenIp, announcedAddress, rtcBasePort, portRange } = this.#options;
+    const base = { ip: listenIp, ...(announcedAddress ? { announcedAddress } : {}) };
+    const listen = (where: { port: number } | { portRange: PortRange }): Promise<types.WebRtcServer> =>
+      worker.createWebRtcServer({
+        listenInfos: [
+          { protocol: 'udp', ...base, ...where },
+          { protocol: 'tcp', ...base, ...where },
+        ],
+      });
+    if (rtcBasePort === 0) return listen({ portRange: { ...portRange } });
+    const candidates = rtcPortCandidates(rtcBasePort, index, this.#slots.length, this.#slots[index]?.lastPort);
+    for (const port of candidates) {
+      try {
+        const server = await listen({ port });
+        if (port !== rtcBasePort + index) {
+          this.#logger.warn(
+            { workerIndex: index, port, wanted: rtcBasePort + index },
+            'RTC port taken (another node on this host?): the worker listens on the next free one',
+          );
+        }
+        return server;
+      } catch (error) {
+        if (!isAddressInUse(error)) throw error;
+      }
+    }
+    throw new Error(
+      `no free RTC port for media worker ${index}: tried ${candidates.length} from ${rtcBasePort + index} (every ${this.#slots.length})`,
+    );
+  }
+
   #adopt(slot: Slot, pooled: PooledWorker): void {
     slot.current = pooled;
+    slot.lastPort = pooled.udpPort;
     pooled.worker.on('died', (error) => this.#onDied(slot, pooled, error));
     // The pool detaches a worker before closing it; a close of the current worker came from elsewhere.
     pooled.worker.observer.once('close', () =>

@@ -1,12 +1,19 @@
+import { createHmac, randomBytes } from 'node:crypto';
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { crc32 } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { SfuError } from '../src/errors.js';
 import {
   RestartBackoff,
+  rtcPortCandidates,
   WorkerPool,
+  type PooledWorker,
   type PoolWorkerDiedEvent,
   type PoolWorkerRestartedEvent,
 } from '../src/worker-pool.js';
+import { loadConfig } from '../../signaling/src/config.js';
 import { testLogger, waitFor } from '../../test-support/rtp.js';
 
 /** A pool of `numWorkers` on loopback and ephemeral ports, restarting quickly. */
@@ -134,5 +141,159 @@ describe('WorkerPool', () => {
     expect(worker.closed).toBe(true);
     expect(worker.subprocessClosed).toBe(true);
     expect(() => other.pick()).toThrow(SfuError);
+  });
+});
+
+describe('rtcPortCandidates', () => {
+  it('steps by the pool size from base + index, previous port first, never past 65535', () => {
+    expect(rtcPortCandidates(40_000, 1, 2).slice(0, 4)).toEqual([40_001, 40_003, 40_005, 40_007]);
+    expect(rtcPortCandidates(40_000, 1, 2, 40_005).slice(0, 4)).toEqual([40_005, 40_001, 40_003, 40_007]);
+    expect(rtcPortCandidates(40_000, 0, 3)).toHaveLength(100);
+    expect(rtcPortCandidates(65_530, 0, 4)).toEqual([65_530, 65_534]);
+  });
+});
+
+/**
+ * A STUN Binding Request (RFC 5389) as an ICE agent sends it to a transport of the server:
+ * USERNAME `serverUfrag:clientUfrag`, PRIORITY, ICE-CONTROLLING, MESSAGE-INTEGRITY keyed with
+ * the transport's ICE password, FINGERPRINT.
+ */
+function stunBindingRequest(ice: { usernameFragment: string; password: string }): Buffer {
+  const attribute = (type: number, value: Buffer): Buffer => {
+    const header = Buffer.alloc(4);
+    header.writeUInt16BE(type, 0);
+    header.writeUInt16BE(value.length, 2);
+    return Buffer.concat([header, value, Buffer.alloc((4 - (value.length % 4)) % 4)]);
+  };
+  const header = (bodyLength: number): Buffer => {
+    const h = Buffer.alloc(20);
+    h.writeUInt16BE(0x0001, 0); // Binding Request
+    h.writeUInt16BE(bodyLength, 2);
+    h.writeUInt32BE(0x2112a442, 4); // magic cookie
+    transactionId.copy(h, 8);
+    return h;
+  };
+  const transactionId = randomBytes(12);
+  const priority = Buffer.alloc(4);
+  priority.writeUInt32BE(0x6e001eff, 0);
+  let body = Buffer.concat([
+    attribute(0x0006, Buffer.from(`${ice.usernameFragment}:client`)),
+    attribute(0x0024, priority),
+    attribute(0x802a, randomBytes(8)),
+  ]);
+  const integrity = createHmac('sha1', ice.password)
+    .update(Buffer.concat([header(body.length + 24), body]))
+    .digest();
+  body = Buffer.concat([body, attribute(0x0008, integrity)]);
+  const fingerprint = Buffer.alloc(4);
+  fingerprint.writeUInt32BE((crc32(Buffer.concat([header(body.length + 8), body])) ^ 0x5354554e) >>> 0, 0);
+  body = Buffer.concat([body, attribute(0x8028, fingerprint)]);
+  return Buffer.concat([header(body.length), body]);
+}
+
+/** The STUN message type of the first answer to `request` on UDP `port` of loopback. */
+async function stunOverUdp(port: number, request: Buffer): Promise<number> {
+  const socket = dgram.createSocket('udp4');
+  try {
+    const answer = new Promise<Buffer>((resolve) => socket.once('message', resolve));
+    socket.send(request, port, '127.0.0.1');
+    return (await answer).readUInt16BE(0);
+  } finally {
+    socket.close();
+  }
+}
+
+/** The same over TCP, framed as ICE-TCP frames it (RFC 4571: a 2-byte length before each packet). */
+async function stunOverTcp(port: number, request: Buffer): Promise<number> {
+  const socket = net.connect(port, '127.0.0.1');
+  try {
+    const answer = new Promise<Buffer>((resolve, reject) => {
+      socket.once('data', resolve);
+      socket.once('error', reject);
+    });
+    const length = Buffer.alloc(2);
+    length.writeUInt16BE(request.length, 0);
+    socket.write(Buffer.concat([length, request]));
+    return (await answer).readUInt16BE(2);
+  } finally {
+    socket.destroy();
+  }
+}
+
+describe('two nodes on one host', () => {
+  const pools: WorkerPool[] = [];
+
+  afterAll(async () => {
+    await Promise.all(pools.map((pool) => pool.close()));
+  });
+
+  /** A pool as a node builds it from the default configuration (RTC_BASE_PORT 40000). */
+  function nodePool(): Promise<WorkerPool> {
+    const media = loadConfig({}).media;
+    return WorkerPool.create({
+      numWorkers: 2,
+      listenIp: media.listenIp,
+      rtcBasePort: media.rtcBasePort,
+      portRange: { min: 10_000, max: 59_999 },
+      restartBackoff: { initialMs: 200, maxMs: 2000, stableAfterMs: 60_000 },
+      logger: testLogger,
+    });
+  }
+
+  /** Answers a STUN check on the worker's UDP and TCP port through a WebRTC transport of its server. */
+  async function expectWorking(worker: PooledWorker): Promise<void> {
+    const router = await worker.worker.createRouter({ mediaCodecs: [] });
+    try {
+      const transport = await router.createWebRtcTransport({ webRtcServer: worker.webRtcServer, enableTcp: true });
+      expect(transport.iceCandidates.map((c) => [c.protocol, c.port]).sort()).toEqual([
+        ['tcp', worker.tcpPort],
+        ['udp', worker.udpPort],
+      ]);
+      const request = stunBindingRequest(transport.iceParameters);
+      expect(await stunOverUdp(worker.udpPort, request)).toBe(0x0101); // Binding Success Response
+      expect(await stunOverTcp(worker.tcpPort, request)).toBe(0x0101);
+    } finally {
+      router.close();
+    }
+  }
+
+  it('both start on the same RTC_BASE_PORT, on distinct ports, with working WebRtcServers', async () => {
+    const base = loadConfig({}).media.rtcBasePort;
+    pools.push(...(await Promise.all([nodePool(), nodePool()])));
+    const workers = pools.flatMap((pool) => pool.alive);
+    expect(workers).toHaveLength(4);
+    const ports = workers.map((w) => w.udpPort);
+    expect(new Set(ports).size).toBe(4);
+    for (const w of workers) {
+      expect(w.tcpPort).toBe(w.udpPort);
+      expect(w.udpPort).toBeGreaterThanOrEqual(base);
+      expect((w.udpPort - base) % 2).toBe(w.index); // base + index + k × workers
+    }
+    for (const w of workers) await expectWorking(w);
+  });
+
+  it('a worker restarted while its port is taken moves on to a free one', async () => {
+    const pool = pools[0] as WorkerPool;
+    const victim = pool.alive[0] as PooledWorker;
+    const restarted = new Promise<void>((resolve) => pool.once('workerrestarted', () => resolve()));
+    const squatter = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => {
+      process.kill(victim.pid, 'SIGKILL');
+      // Take the dead worker's UDP port as soon as it is free, before the restart (200 ms later).
+      const grab = (): void => {
+        squatter.once('error', () => setTimeout(grab, 10));
+        squatter.bind(victim.udpPort, '127.0.0.1', () => resolve());
+      };
+      grab();
+    });
+    try {
+      await restarted;
+      const replacement = pool.alive.find((w) => w.index === 0) as PooledWorker;
+      expect(replacement.udpPort).not.toBe(victim.udpPort);
+      expect((replacement.udpPort - victim.udpPort) % 2).toBe(0);
+      await expectWorking(replacement);
+    } finally {
+      squatter.close();
+    }
   });
 });

@@ -8,6 +8,8 @@ import { hostname } from 'node:os';
 import { z } from 'zod';
 import { ConfigError } from './errors.js';
 import { isCidr } from './net/cidr.js';
+import { parseHostPort } from './bus/create-room-bus.js';
+import type { HostPort, RedisTarget } from './bus/redis-connections.js';
 
 const boolean = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'expected true or false' })
@@ -38,8 +40,33 @@ const list = z.string().transform((v) =>
 
 const cidrList = list.pipe(z.array(z.string().refine(isCidr, 'expected IP addresses or CIDR ranges, comma separated')));
 
+/** Comma-separated `host:port` addresses (`[v6]:port` too); credentials belong in `REDIS_URL`. */
+const hostPortList = list.pipe(
+  z
+    .array(
+      z.string().transform((address, context): HostPort => {
+        try {
+          if (address.includes('@') || address.includes('/')) throw new RangeError('not host:port');
+          return parseHostPort(address);
+        } catch {
+          context.addIssue({
+            code: 'custom',
+            message: 'expected host:port addresses, comma separated (credentials and TLS go in REDIS_URL)',
+          });
+          return z.NEVER;
+        }
+      }),
+    )
+    .min(1, 'expected at least one host:port address'),
+);
+
 /** Variables whose values never appear in an error message. */
 const SECRET_VARIABLES = new Set(['SIGNALING_JWT_SECRET', 'SIGNALING_ADMIN_TOKEN', 'REDIS_URL', 'SENTRY_DSN']);
+
+/** A value as an error message shows it: credentials (`user:password@`) in it are hidden. */
+function shownValue(value: string): string {
+  return JSON.stringify(value.replace(/[^\s,/@]*@/g, '***@'));
+}
 
 /** The environment variables the node reads, with their defaults. */
 const envSchema = z.object({
@@ -52,6 +79,17 @@ const envSchema = z.object({
     .optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   REDIS_URL: urlOf('redis:', 'rediss:').optional(),
+  REDIS_CLUSTER_NODES: hostPortList.optional(),
+  REDIS_SENTINELS: hostPortList.optional(),
+  REDIS_SENTINEL_NAME: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,128}$/, 'expected 1-128 characters of A-Z a-z 0-9 . _ -')
+    .optional(),
+  REDIS_KEY_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9._:-]{1,64}$/, 'expected 1-64 characters of A-Z a-z 0-9 . _ : - (no braces)')
+    .default('trading-room'),
+  NODE_TTL_MS: int(500, 600_000).default(10_000),
   SIGNALING_JWT_SECRET: z.string().min(32, 'expected at least 32 characters').optional(),
   SIGNALING_JWKS_URL: httpUrl.optional(),
   SIGNALING_ADMIN_TOKEN: z.string().min(16, 'expected at least 16 characters').optional(),
@@ -116,6 +154,15 @@ export interface Config {
   readonly nodeId: string;
   readonly logLevel: Env['LOG_LEVEL'];
   readonly redisUrl: string | undefined;
+  /**
+   * The Redis the nodes of a cluster share, from `REDIS_CLUSTER_NODES` (wins), `REDIS_SENTINELS`
+   * with `REDIS_SENTINEL_NAME`, or `REDIS_URL`; undefined: the node runs alone, all in memory.
+   */
+  readonly redis: RedisTarget | undefined;
+  /** `REDIS_KEY_PREFIX`: prefix of every Redis key and channel. */
+  readonly redisKeyPrefix: string;
+  /** `NODE_TTL_MS`: a node whose last heartbeat is older is dead. */
+  readonly nodeTtlMs: number;
   readonly jwt: {
     readonly secret: string | undefined;
     readonly jwksUrl: string | undefined;
@@ -197,7 +244,7 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
   if (!parsed.success) {
     const problems = parsed.error.issues.map((issue) => {
       const name = String(issue.path[0] ?? 'environment');
-      const shown = SECRET_VARIABLES.has(name) ? '(value hidden)' : JSON.stringify(present[name] ?? '');
+      const shown = SECRET_VARIABLES.has(name) ? '(value hidden)' : shownValue(present[name] ?? '');
       return `${name}=${shown}: ${issue.message}`;
     });
     throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);
@@ -210,6 +257,7 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
       'invalid configuration:\n  SIGNALING_JWT_SECRET: required in production (or set SIGNALING_JWKS_URL)',
     );
   }
+  const redis = redisTargetOf(e);
   const secretGenerated = !e.SIGNALING_JWT_SECRET && !e.SIGNALING_JWKS_URL;
   const adminTokenGenerated = !e.SIGNALING_ADMIN_TOKEN && !production;
 
@@ -224,6 +272,9 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
         .slice(0, 40)}-${process.pid}`,
     logLevel: e.LOG_LEVEL,
     redisUrl: e.REDIS_URL,
+    redis,
+    redisKeyPrefix: e.REDIS_KEY_PREFIX,
+    nodeTtlMs: e.NODE_TTL_MS,
     jwt: {
       secret: e.SIGNALING_JWT_SECRET ?? (secretGenerated ? randomBytes(32).toString('base64url') : undefined),
       jwksUrl: e.SIGNALING_JWKS_URL,
@@ -284,6 +335,23 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
       maxConsumersPerParticipant: e.SFU_MAX_CONSUMERS_PER_PARTICIPANT,
     },
   });
+}
+
+/**
+ * Which Redis the variables name. Cluster seeds win over Sentinels, Sentinels over a plain URL;
+ * with seeds or Sentinels, `REDIS_URL` only carries credentials and TLS (`rediss://`).
+ */
+function redisTargetOf(e: Env): RedisTarget | undefined {
+  const sentinels = e.REDIS_SENTINELS;
+  const name = e.REDIS_SENTINEL_NAME;
+  if (!e.REDIS_CLUSTER_NODES && (sentinels === undefined) !== (name === undefined)) {
+    const missing = sentinels === undefined ? 'REDIS_SENTINELS' : 'REDIS_SENTINEL_NAME';
+    const other = sentinels === undefined ? 'REDIS_SENTINEL_NAME' : 'REDIS_SENTINELS';
+    throw new ConfigError(`invalid configuration:\n  ${missing}: required with ${other} (Sentinel mode needs both)`);
+  }
+  if (e.REDIS_CLUSTER_NODES) return { mode: 'cluster', nodes: e.REDIS_CLUSTER_NODES, url: e.REDIS_URL };
+  if (sentinels && name) return { mode: 'sentinel', sentinels, name, url: e.REDIS_URL };
+  return e.REDIS_URL ? { mode: 'single', url: e.REDIS_URL } : undefined;
 }
 
 /** Names of every variable {@link loadConfig} reads, for documentation. */

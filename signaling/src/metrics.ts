@@ -21,10 +21,20 @@ export class NodeMetrics {
   readonly slowConsumers: Counter;
   readonly drainState: Gauge<'state'>;
   readonly drainRemainingConnections: Gauge;
+  readonly busDegraded: Gauge;
+  readonly clusterNodes: Gauge;
 
   constructor(options: {
     nodeId: string;
-    collect: () => { connections: number; rooms: number; participants: number };
+    collect: () => {
+      connections: number;
+      rooms: number;
+      participants: number;
+      /** The room bus cannot reach Redis. */
+      busDegraded: boolean;
+      /** Live nodes of the cluster as this node last saw them (1 when alone). */
+      clusterNodes: number;
+    };
   }) {
     const registers = [this.registry];
     this.registry.setDefaultLabels({ node: options.nodeId });
@@ -116,6 +126,22 @@ export class NodeMetrics {
       name: 'trading_room_drain_remaining_connections',
       help: 'Connections still open while draining',
       registers,
+    });
+    this.busDegraded = new Gauge({
+      name: 'trading_room_bus_degraded',
+      help: '1 while the room bus cannot reach Redis (cross-node delivery stopped; liveness unaffected)',
+      registers,
+      collect() {
+        this.set(read().busDegraded ? 1 : 0);
+      },
+    });
+    this.clusterNodes = new Gauge({
+      name: 'trading_room_cluster_nodes',
+      help: 'Live nodes of the cluster, as this node last read them from Redis (1 when alone)',
+      registers,
+      collect() {
+        this.set(read().clusterNodes);
+      },
     });
   }
 }

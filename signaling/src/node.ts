@@ -13,8 +13,11 @@ import type { Config } from './config.js';
 import { CloseCode } from './errors.js';
 import { createLogger } from './logger.js';
 import { NodeMetrics } from './metrics.js';
-import { LocalRoomBus } from './bus/local-room-bus.js';
+import { createRoomBus, type RoomBusOptions } from './bus/create-room-bus.js';
+import type { HostPort, RedisTarget } from './bus/redis-connections.js';
 import type { RoomBus } from './bus/room-bus.js';
+import { ClusterMembership } from './cluster/cluster-membership.js';
+import type { RoomRpcMethods } from './rooms/room-rpc.js';
 import { RoomService } from './rooms/room-service.js';
 import { RateLimits } from './rate-limits.js';
 import { TokenVerifier } from './auth/tokens.js';
@@ -39,6 +42,8 @@ export class TradingRoomNode {
   readonly metrics: NodeMetrics;
   readonly rooms: RoomService;
   readonly drainController: DrainController;
+  /** This node's part of the cluster (registry, RPC, shared limits); undefined when it runs alone. */
+  readonly cluster: ClusterMembership<RoomRpcMethods> | undefined;
   readonly #bus: RoomBus;
   readonly #gateway: Gateway;
   readonly #server: Server;
@@ -60,25 +65,60 @@ export class TradingRoomNode {
         connections: this.#gateway.connectionCount,
         rooms: this.rooms.roomCount,
         participants: this.rooms.participantCount,
+        busDegraded: this.#bus.status().state === 'degraded',
+        clusterNodes: this.cluster?.view().aliveNodes ?? 1,
       }),
     });
     this.#bus =
       options.bus ??
-      new LocalRoomBus({ maxEvents: config.rooms.replayMaxEvents, maxAgeMs: config.rooms.replayMaxAgeMs }, (error) =>
-        this.log.error({ err: error }, 'room event listener failed'),
-      );
-    this.rooms = new RoomService({ bus: this.#bus, config, log: this.log, metrics: this.metrics });
-    this.#gateway = new Gateway({
+      createRoomBus({
+        retention: { maxEvents: config.rooms.replayMaxEvents, maxAgeMs: config.rooms.replayMaxAgeMs },
+        ...redisBusOptions(config.redis),
+        redisKeyPrefix: config.redisKeyPrefix,
+        nodeId: config.nodeId,
+        onListenerError: (error) => this.log.error({ err: error }, 'room event listener failed'),
+        onError: (error, what) => this.log.warn({ err: error, what }, 'room bus: Redis failure'),
+      });
+    this.#bus.onStatus((status) =>
+      this.log[status.state === 'ok' ? 'info' : 'warn']({ bus: status }, `room bus ${status.state}`),
+    );
+    this.cluster = config.redis
+      ? new ClusterMembership<RoomRpcMethods>({
+          target: config.redis,
+          nodeId: config.nodeId,
+          keyPrefix: config.redisKeyPrefix,
+          nodeTtlMs: config.nodeTtlMs,
+          version: VERSION,
+          maxConnectionsPerUser: config.maxConnectionsPerUser,
+          load: () => ({
+            state: this.drainController.state === 'RUNNING' ? 'running' : 'draining',
+            connections: this.#gateway.connectionCount,
+            drainDeadline: this.drainController.deadline,
+          }),
+          log: this.log,
+        })
+      : undefined;
+    this.rooms = new RoomService({
+      bus: this.#bus,
       config,
       log: this.log,
       metrics: this.metrics,
-      rooms: this.rooms,
-      rateLimits: new RateLimits(config.rateLimits),
-      verifier: new TokenVerifier({ secret: config.jwt.secret, jwksUrl: config.jwt.jwksUrl }),
-      drain: this.drainController,
-      media: () => this.#media,
-      reportError: (error, context) => this.#telemetry?.reportError(error, context),
+      cluster: this.cluster,
     });
+    this.#gateway = new Gateway(
+      {
+        config,
+        log: this.log,
+        metrics: this.metrics,
+        rooms: this.rooms,
+        rateLimits: new RateLimits(config.rateLimits, { shared: this.cluster?.limiterFactory }),
+        verifier: new TokenVerifier({ secret: config.jwt.secret, jwksUrl: config.jwt.jwksUrl }),
+        drain: this.drainController,
+        media: () => this.#media,
+        reportError: (error, context) => this.#telemetry?.reportError(error, context),
+      },
+      this.cluster?.connectionCap,
+    );
     const api = new HttpApi({
       config,
       log: this.log,
@@ -91,9 +131,10 @@ export class TradingRoomNode {
         contentType: this.metrics.registry.contentType,
         body: await this.metrics.registry.metrics(),
       }),
-      rooms: () => this.rooms.summaries(),
-      room: (roomId) => this.rooms.summary(roomId),
+      rooms: () => this.rooms.roomReports(),
+      room: (roomId) => this.rooms.roomReport(roomId),
       closeRoom: (roomId) => this.rooms.closeRoom(roomId),
+      nodes: () => this.nodes(),
       drain: () => {
         void this.drain();
         return { state: this.drainController.state, deadline: this.drainController.deadline };
@@ -110,6 +151,9 @@ export class TradingRoomNode {
   async start(): Promise<this> {
     this.#telemetry = await startTelemetry(this.config, this.log);
     if (this.config.media.enabled) await this.#startMedia();
+    // Bounded: a node that cannot reach Redis (or whose NODE_ID's earlier process is not reaped
+    // yet) starts degraded and registers when it can.
+    await this.cluster?.start(2 * this.config.nodeTtlMs);
     await new Promise<void>((resolve, reject) => {
       this.#server.once('error', reject);
       this.#server.listen(this.config.port, this.config.host, () => {
@@ -118,7 +162,10 @@ export class TradingRoomNode {
       });
     });
     this.#started = true;
-    this.log.info({ port: this.port, media: Boolean(this.#media), bus: this.#bus.status().kind }, 'node started');
+    this.log.info(
+      { port: this.port, media: Boolean(this.#media), bus: this.#bus.status(), redis: this.config.redis?.mode },
+      'node started',
+    );
     return this;
   }
 
@@ -160,19 +207,53 @@ export class TradingRoomNode {
     return this.#media;
   }
 
+  /**
+   * The cluster's nodes as `GET /admin/nodes` lists them; alone, just this one. Rejects with
+   * `BusUnavailableError` when Redis does not answer.
+   */
+  async nodes(): Promise<unknown[]> {
+    if (this.cluster) return this.cluster.nodes();
+    return [
+      {
+        nodeId: this.config.nodeId,
+        state: this.drainController.state === 'RUNNING' ? 'running' : 'draining',
+        connections: this.#gateway.connectionCount,
+        rooms: this.rooms.roomCount,
+        startedAt: this.#startedAt,
+        heartbeatAt: Date.now(),
+        drainDeadline: this.drainController.deadline,
+        version: VERSION,
+        alive: true,
+      },
+    ];
+  }
+
   health(): Record<string, unknown> {
     const drain = this.drainController;
+    const bus = this.#bus.status();
+    const running = bus.state === 'ok' ? 'ok' : 'degraded';
     return {
-      status: drain.state === 'RUNNING' ? 'ok' : drain.state.toLowerCase(),
+      status: drain.state === 'RUNNING' ? running : drain.state.toLowerCase(),
       nodeId: this.config.nodeId,
       version: VERSION,
       uptimeSeconds: Math.round((Date.now() - this.#startedAt) / 1000),
       connections: this.#gateway.connectionCount,
       rooms: this.rooms.roomCount,
       participants: this.rooms.participantCount,
-      bus: this.#bus.status(),
+      bus,
+      cluster: this.cluster
+        ? {
+            redis: this.config.redis?.mode,
+            registered: this.cluster.registered,
+            ...this.cluster.view(),
+          }
+        : { redis: undefined, aliveNodes: 1 },
       media: this.#media
-        ? { state: 'ok', ...this.#media.service.stats() }
+        ? {
+            state: 'ok',
+            ...this.#media.service.stats(),
+            ports: this.#media.service.workers().map((w) => ({ udp: w.udpPort, tcp: w.tcpPort })),
+          }
         : { state: this.config.media.enabled ? 'unavailable' : 'disabled', error: this.#mediaError },
       drain: {
         state: drain.state,
@@ -195,6 +276,8 @@ export class TradingRoomNode {
     const deadline = this.drainController.deadline as number;
     this.log.info({ deadline, connections: this.#gateway.connectionCount }, 'draining');
     this.#gateway.announceDrain(deadline);
+    // Peers see `draining` now rather than at the next heartbeat.
+    void this.cluster?.registry.heartbeat().catch(() => {});
     this.#drainDone = (async () => {
       const progress = setInterval(
         () => this.metrics.drainRemainingConnections.set(this.#gateway.connectionCount),
@@ -232,8 +315,16 @@ export class TradingRoomNode {
 
   async #closeResources(): Promise<void> {
     this.#gateway.close();
-    await this.rooms.close();
+    let roomsClosed = true;
+    try {
+      await this.rooms.close();
+    } catch (error) {
+      roomsClosed = false;
+      this.log.error({ err: error }, 'closing the rooms failed');
+    }
     await this.#media?.service.close();
+    // Rooms closed properly: deregister. Otherwise survivors take over its participants.
+    await this.cluster?.close(roomsClosed);
     await this.#bus.close();
     await new Promise<void>((resolve) => {
       this.#server.close(() => resolve());
@@ -249,6 +340,22 @@ export class TradingRoomNode {
     for (const state of ['RUNNING', 'DRAINING', 'CLOSED'] as const) {
       this.metrics.drainState.set({ state: state.toLowerCase() }, this.drainController.state === state ? 1 : 0);
     }
+  }
+}
+
+/** The bus factory's Redis options (spelt as the variables are) for the configuration's target. */
+function redisBusOptions(target: RedisTarget | undefined): Partial<RoomBusOptions> {
+  const addresses = (list: readonly HostPort[]): string[] =>
+    list.map(({ host, port }) => (host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`));
+  switch (target?.mode) {
+    case undefined:
+      return {};
+    case 'single':
+      return { redisUrl: target.url };
+    case 'sentinel':
+      return { redisUrl: target.url, redisSentinels: addresses(target.sentinels), redisSentinelName: target.name };
+    case 'cluster':
+      return { redisUrl: target.url, redisClusterNodes: addresses(target.nodes) };
   }
 }
 

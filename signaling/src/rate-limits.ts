@@ -5,7 +5,7 @@
  * insurance limiter) without touching callers.
  */
 import { isIP } from 'node:net';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './bus/redis-connections.js';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Config, Limit } from './config.js';
 
@@ -23,12 +23,12 @@ export const memoryLimiter = (name: LimitKind | 'abuse', limit: Limit): RateLimi
   new RateLimiterMemory({ keyPrefix: name, points: limit.points, duration: limit.durationMs / 1000 });
 
 /**
- * Limits shared by every node of a cluster through Redis (windows in whole seconds there). Each
- * keeps an in-memory insurance limiter that decides while Redis is unreachable, and a key that
- * went far past its limit (twice the points) is blocked in memory for the rest of its window, so
- * a flooder costs no Redis round trips.
+ * Limits shared by every node of a cluster through Redis (a server or a Redis Cluster; windows in
+ * whole seconds there). Each keeps an in-memory insurance limiter that decides while Redis is
+ * unreachable, and a key that went far past its limit (twice the points) is blocked in memory for
+ * the rest of its window, so a flooder costs no Redis round trips.
  */
-export function redisLimiterFactory(storeClient: Redis, keyPrefix = 'trading-room:rate'): LimiterFactory {
+export function redisLimiterFactory(storeClient: RedisClient, keyPrefix = 'trading-room:rate'): LimiterFactory {
   return (name, limit) => {
     const durationS = Math.max(1, Math.round(limit.durationMs / 1000));
     return new RateLimiterRedis({

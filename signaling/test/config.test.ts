@@ -59,6 +59,9 @@ describe('loadConfig', () => {
     expect(config.media.plainAllowedCidrs).toEqual(['127.0.0.0/8', '::1/128']);
     expect(config.media.maxConsumersPerParticipant).toBe(16);
     expect(config.telemetry).toEqual({ otlpEndpoint: undefined, serviceName: 'trading-room', enabled: false });
+    expect(config.redis).toBeUndefined();
+    expect(config.redisKeyPrefix).toBe('trading-room');
+    expect(config.nodeTtlMs).toBe(10_000);
   });
 
   it('parses good values of every kind', () => {
@@ -108,6 +111,65 @@ describe('loadConfig', () => {
     expect(config.media.listenIp).toBe('::');
     expect(config.media.plainTransports).toBe(true);
     expect(config.media.plainAllowedCidrs).toEqual(['127.0.0.1', '10.20.0.0/16', 'fd00::/8']);
+  });
+
+  describe('Redis', () => {
+    it('names a single Redis by its URL', () => {
+      const config = loadConfig({ REDIS_URL: 'rediss://:pw@redis.internal:6380/2', REDIS_KEY_PREFIX: 'tr-prod' });
+      expect(config.redis).toEqual({ mode: 'single', url: 'rediss://:pw@redis.internal:6380/2' });
+      expect(config.redisKeyPrefix).toBe('tr-prod');
+    });
+
+    it('names a Redis Cluster by its seeds, which win over Sentinels; the URL keeps credentials and TLS', () => {
+      const config = loadConfig({
+        REDIS_CLUSTER_NODES: '10.0.0.1:7000, redis-b ,[fd00::2]:7002,',
+        REDIS_SENTINELS: 'sentinel-a:26379',
+        REDIS_URL: 'rediss://app:pw@ignored:1',
+        NODE_TTL_MS: '3000',
+      });
+      expect(config.redis).toEqual({
+        mode: 'cluster',
+        nodes: [
+          { host: '10.0.0.1', port: 7000 },
+          { host: 'redis-b', port: 6379 },
+          { host: 'fd00::2', port: 7002 },
+        ],
+        url: 'rediss://app:pw@ignored:1',
+      });
+      expect(config.nodeTtlMs).toBe(3000);
+      expect(Object.isFrozen(config.redis)).toBe(true);
+    });
+
+    it('names a Sentinel-managed master by the Sentinels and the master name', () => {
+      const config = loadConfig({ REDIS_SENTINELS: 's1:26379,s2:26380', REDIS_SENTINEL_NAME: 'mymaster' });
+      expect(config.redis).toEqual({
+        mode: 'sentinel',
+        sentinels: [
+          { host: 's1', port: 26379 },
+          { host: 's2', port: 26380 },
+        ],
+        name: 'mymaster',
+        url: undefined,
+      });
+    });
+
+    it('needs REDIS_SENTINELS and REDIS_SENTINEL_NAME together, naming the missing one', () => {
+      expect(configError({ REDIS_SENTINELS: 's1:26379' }).message).toMatch(/REDIS_SENTINEL_NAME: required/);
+      expect(configError({ REDIS_SENTINEL_NAME: 'mymaster' }).message).toMatch(/REDIS_SENTINELS: required/);
+    });
+
+    it('never shows credentials written into the seed lists', () => {
+      for (const name of ['REDIS_CLUSTER_NODES', 'REDIS_SENTINELS']) {
+        const error = configError({
+          [name]: 'redis://app:hunter2@10.0.0.1:7000,ops:letmein@10.0.0.2:7001',
+          REDIS_SENTINEL_NAME: 'm',
+        });
+        expect(error.message).toContain(name);
+        expect(error.message).toContain('REDIS_URL'); // where credentials belong
+        expect(error.message).not.toContain('hunter2');
+        expect(error.message).not.toContain('letmein');
+      }
+    });
   });
 
   it('treats empty strings as unset and ignores unknown variables', () => {
@@ -173,6 +235,14 @@ describe('loadConfig', () => {
     ['REDIS_URL', 'not a url'],
     ['REDIS_URL', 'localhost:6379'],
     ['REDIS_URL', 'http://redis:6379'],
+    ['REDIS_CLUSTER_NODES', 'redis-a:70000'],
+    ['REDIS_CLUSTER_NODES', 'redis-a:7000:1'],
+    ['REDIS_CLUSTER_NODES', ' , '],
+    ['REDIS_SENTINELS', 'sentinel:port'],
+    ['REDIS_SENTINEL_NAME', 'my master'],
+    ['REDIS_KEY_PREFIX', 'tr{x}'],
+    ['REDIS_KEY_PREFIX', 'x'.repeat(65)],
+    ['NODE_TTL_MS', '100'],
     ['SIGNALING_JWT_SECRET', 'too-short'],
     ['SIGNALING_JWKS_URL', 'jwks.json'],
     ['SIGNALING_ADMIN_TOKEN', 'short'],

@@ -49,6 +49,7 @@ describe('health', () => {
       rooms: 1,
       participants: 1,
       bus: { kind: 'local', state: 'ok' },
+      cluster: { aliveNodes: 1 },
       media: { state: 'disabled' },
       drain: { state: 'RUNNING', remainingConnections: 1 },
     });
@@ -148,6 +149,8 @@ describe('admin API', () => {
       publishers: [],
       eventsPerMinute: expect.any(Number),
       lastSeq: 7,
+      epoch: expect.any(String),
+      nodes: [t.node.config.nodeId],
     });
     expect(room?.eventsPerMinute as number).toBeGreaterThan(0);
     expect(room?.eventsPerMinute as number).toBeLessThanOrEqual(7);

@@ -12,6 +12,7 @@ import { CloseCode, HTTP_STATUS, type HttpErrorCode } from '../errors.js';
 import { TokenError, type AccessClaims } from '../auth/tokens.js';
 import { ClientSession, type SessionServices } from './client-session.js';
 import { ClientIpResolver } from './client-ip.js';
+import { LocalUserConnectionCap, type UserConnectionCap } from './user-connection-cap.js';
 
 /** A listener that captures nothing: the socket outlives the upgrade request it came with. */
 const ignore = (): void => {};
@@ -25,11 +26,13 @@ export class Gateway {
   readonly #wss: WebSocketServer;
   readonly #ips: ClientIpResolver;
   readonly #sessions = new Set<ClientSession>();
-  readonly #perUser = new Map<string, number>();
+  readonly #perUser: UserConnectionCap;
   readonly #heartbeat: NodeJS.Timeout;
 
-  constructor(services: SessionServices) {
+  /** `perUser`: the `MAX_CONNECTIONS_PER_USER` count, cluster-wide in a cluster; default this node's. */
+  constructor(services: SessionServices, perUser?: UserConnectionCap) {
     this.#services = services;
+    this.#perUser = perUser ?? new LocalUserConnectionCap(services.config.maxConnectionsPerUser);
     this.#log = services.log;
     this.#ips = new ClientIpResolver(services.config.trustedProxies);
     this.#wss = new WebSocketServer({
@@ -57,7 +60,7 @@ export class Gateway {
     socket.on('error', ignore);
     const refuse: Refuse = (code, message, retryAfterS) => this.#refuse(socket, code, message, retryAfterS);
     const ip = this.#ips.resolve(request);
-    this.#admit(request, ip, refuse).then(
+    this.#admit(request, socket, ip, refuse).then(
       (claims) => {
         if (!claims || socket.destroyed) return;
         this.#wss.handleUpgrade(request, socket, head, (ws) => this.#accept(ws, claims, ip));
@@ -72,16 +75,15 @@ export class Gateway {
   #accept(ws: WebSocket, claims: AccessClaims, ip: string): void {
     const session = new ClientSession(ws, claims, ip, this.#services);
     this.#sessions.add(session);
-    this.#perUser.set(claims.userId, (this.#perUser.get(claims.userId) ?? 0) + 1);
-    ws.once('close', () => {
-      this.#sessions.delete(session);
-      const left = (this.#perUser.get(claims.userId) ?? 1) - 1;
-      if (left <= 0) this.#perUser.delete(claims.userId);
-      else this.#perUser.set(claims.userId, left);
-    });
+    ws.once('close', () => this.#sessions.delete(session));
   }
 
-  async #admit(request: IncomingMessage, ip: string, refuse: Refuse): Promise<AccessClaims | undefined> {
+  async #admit(
+    request: IncomingMessage,
+    socket: Duplex,
+    ip: string,
+    refuse: Refuse,
+  ): Promise<AccessClaims | undefined> {
     const { config, drain, rateLimits, metrics, verifier } = this.#services;
     const url = new URL(request.url ?? '/', 'http://localhost');
     if (url.pathname !== '/ws') {
@@ -110,11 +112,15 @@ export class Gateway {
       refuse('UNAUTHORIZED', error instanceof TokenError ? error.message : 'invalid token');
       return undefined;
     }
-    if ((this.#perUser.get(claims.userId) ?? 0) >= config.maxConnectionsPerUser) {
+    const release = await this.#perUser.acquire(claims.userId);
+    if (!release) {
       metrics.rateLimited.inc({ kind: 'user' });
       refuse('RATE_LIMITED', `at most ${config.maxConnectionsPerUser} connections per user`, 5);
       return undefined;
     }
+    // The socket counts until it closes, whether it is upgraded, refused below or dropped.
+    socket.once('close', release);
+    if (socket.destroyed) release();
     if (drain.state !== 'RUNNING') {
       refuse('UNAVAILABLE', 'this node is draining; connect to another node', drainRetryAfterSeconds());
       return undefined;

@@ -6,7 +6,8 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
-import { HTTP_STATUS, type HttpErrorCode } from '../errors.js';
+import { HTTP_STATUS, toErrorBody, type HttpErrorCode } from '../errors.js';
+import { BusUnavailableError } from '../bus/room-bus.js';
 import { StaticFiles } from './static-files.js';
 
 /** What the HTTP API reads from the node. */
@@ -19,9 +20,14 @@ export interface HttpApiDeps {
   isReady(): boolean;
   health(): Record<string, unknown>;
   metrics(): Promise<{ contentType: string; body: string }>;
-  rooms(): unknown[];
-  room(roomId: string): unknown;
+  /** Cluster-wide room figures; these three reject with `BusUnavailableError` when Redis does not answer. */
+  rooms(): Promise<unknown[]>;
+  /** One room across the cluster; undefined when no node knows it. */
+  room(roomId: string): Promise<unknown>;
+  /** Closes the room on every node; false when no node knows it. */
   closeRoom(roomId: string): Promise<boolean>;
+  /** The cluster's nodes (just this one when alone); rejects with `BusUnavailableError` when Redis does not answer. */
+  nodes(): Promise<unknown[]>;
   drain(): { state: string; deadline: number | undefined };
   /** The directory of the browser page's files (it may not exist: then only the API answers). */
   readonly webRoot: string;
@@ -41,9 +47,14 @@ export class HttpApi {
   /** The `request` handler of the node's HTTP server. */
   handle(request: IncomingMessage, response: ServerResponse): void {
     this.#route(request, response).catch((error: unknown) => {
-      this.#deps.log.error({ err: error, url: request.url }, 'HTTP handler failed');
-      if (!response.headersSent) sendError(response, 'INTERNAL', 'internal error');
-      else response.destroy();
+      // Redis or another node out of reach (UNAVAILABLE with a retry time), or an expected failure.
+      const body = toErrorBody(error);
+      if (body.code === 'INTERNAL') this.#deps.log.error({ err: error, url: request.url }, 'HTTP handler failed');
+      if (response.headersSent) return response.destroy();
+      if (body.retryAfterMs !== undefined) {
+        response.setHeader('Retry-After', String(Math.max(1, Math.ceil(body.retryAfterMs / 1000))));
+      }
+      sendError(response, body.code, body.message);
     });
   }
 
@@ -97,6 +108,10 @@ export class HttpApi {
     const segments = decodeSegments(path);
     if (!segments) return sendError(response, 'BAD_REQUEST', 'malformed percent-encoding in the path');
     // ['admin', 'rooms'], ['admin', 'rooms', id], ['admin', 'rooms', id, 'close'], ['admin', 'drain']
+    if (segments[1] === 'nodes' && segments.length === 2) {
+      if (method !== 'GET') return sendMethodNotAllowed(response, 'GET');
+      return this.#nodes(response);
+    }
     if (segments[1] === 'drain' && segments.length === 2) {
       if (method !== 'POST') return sendMethodNotAllowed(response, 'POST');
       return sendJson(response, 202, deps.drain());
@@ -104,24 +119,32 @@ export class HttpApi {
     if (segments[1] === 'rooms') {
       if (segments.length === 2) {
         if (method !== 'GET') return sendMethodNotAllowed(response, 'GET');
-        return sendJson(response, 200, { nodeId: deps.config.nodeId, rooms: deps.rooms() });
+        return sendJson(response, 200, { nodeId: deps.config.nodeId, rooms: await deps.rooms() });
       }
       const roomId = segments[2] as string;
       if (segments.length === 3) {
         if (method !== 'GET') return sendMethodNotAllowed(response, 'GET');
-        const room = deps.room(roomId);
-        return room
-          ? sendJson(response, 200, room)
-          : sendError(response, 'NOT_FOUND', `no room ${roomId} on this node`);
+        const room = await deps.room(roomId);
+        return room ? sendJson(response, 200, room) : sendError(response, 'NOT_FOUND', `no room ${roomId}`);
       }
       if (segments.length === 4 && segments[3] === 'close') {
         if (method !== 'POST') return sendMethodNotAllowed(response, 'POST');
         return (await deps.closeRoom(roomId))
           ? sendJson(response, 200, { closed: true })
-          : sendError(response, 'NOT_FOUND', `no room ${roomId} on this node`);
+          : sendError(response, 'NOT_FOUND', `no room ${roomId}`);
       }
     }
     sendError(response, 'NOT_FOUND', `no admin route ${method} ${path}`);
+  }
+
+  async #nodes(response: ServerResponse): Promise<void> {
+    try {
+      return sendJson(response, 200, { nodeId: this.#deps.config.nodeId, nodes: await this.#deps.nodes() });
+    } catch (error) {
+      if (!(error instanceof BusUnavailableError)) throw error;
+      response.setHeader('Retry-After', String(Math.max(1, Math.ceil(error.retryAfterMs / 1000))));
+      return sendError(response, 'UNAVAILABLE', "Redis did not answer: the cluster's nodes are unknown");
+    }
   }
 
   /** Constant-time comparison of the bearer token (digests have equal length). */

@@ -3,26 +3,48 @@
  * on ioredis), the usual way to scale Socket.IO across processes. WebSocket transport only, no
  * compression, no auth beyond a non-empty `token` query parameter. `room.join` joins the room
  * named by the `room` query parameter; `chat.send` broadcasts `chat.message` (the same fields as
- * trading-room's event) to the room through the adapter and acknowledges with `{ok, seq}`.
+ * trading-room's event) to the room through the adapter and acknowledges with `{ok, seq}` (the
+ * `seq` counts per process: Socket.IO has no room-wide order across servers).
+ *
+ * Redis, one of:
+ * - `REDIS_URL`: one server; the classic adapter (`createAdapter`: PUBLISH, every server
+ *   PSUBSCRIBEs to all rooms), or with `SOCKETIO_ADAPTER=sharded` the sharded adapter.
+ * - `REDIS_CLUSTER_NODES=host:port,…`: a Redis Cluster through an ioredis `Cluster` with sharded
+ *   subscribers, and the sharded adapter (`createShardedAdapter`, Redis ≥ 7: SPUBLISH to one
+ *   channel per room, each server SSUBSCRIBEs to the rooms it has members in).
  *
  *   REDIS_URL=redis://127.0.0.1:6379 PORT=8091 HOST=127.0.0.1 node --import tsx load-tests/baselines/socketio-server.ts
  */
 import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
 import { Server } from 'socket.io';
-import { createAdapter } from '@socket.io/redis-adapter';
-import { Redis } from 'ioredis';
+import { createAdapter, createShardedAdapter } from '@socket.io/redis-adapter';
+import { Cluster, Redis } from 'ioredis';
 
 const port = Number(process.env.PORT ?? 8091);
 const host = process.env.HOST ?? '127.0.0.1';
 const redisUrl = process.env.REDIS_URL;
-if (!redisUrl) {
-  process.stderr.write('socketio-server: REDIS_URL is required\n');
+const clusterNodes = process.env.REDIS_CLUSTER_NODES;
+const sharded = clusterNodes !== undefined || process.env.SOCKETIO_ADAPTER === 'sharded';
+if (!redisUrl && !clusterNodes) {
+  process.stderr.write('socketio-server: REDIS_URL or REDIS_CLUSTER_NODES is required\n');
   process.exit(2);
 }
 
-const pub = new Redis(redisUrl, { lazyConnect: false, maxRetriesPerRequest: 3 });
-const sub = pub.duplicate();
+function openRedis(): { pub: Redis | Cluster; sub: Redis | Cluster } {
+  if (clusterNodes) {
+    const seeds = clusterNodes.split(',').map((address) => {
+      const [seedHost = '127.0.0.1', seedPort = '6379'] = address.trim().split(':');
+      return { host: seedHost, port: Number(seedPort) };
+    });
+    const pub = new Cluster(seeds, { shardedSubscribers: true });
+    return { pub, sub: pub.duplicate() };
+  }
+  const pub = new Redis(redisUrl as string, { lazyConnect: false, maxRetriesPerRequest: 3 });
+  return { pub, sub: pub.duplicate() };
+}
+
+const { pub, sub } = openRedis();
 const seqs = new Map<string, number>();
 
 const httpServer = createServer((_req, res) => {
@@ -34,7 +56,7 @@ const io = new Server(httpServer, {
   httpCompression: false,
   serveClient: false,
   maxHttpBufferSize: 64 * 1024,
-  adapter: createAdapter(pub, sub),
+  adapter: sharded ? createShardedAdapter(pub, sub) : createAdapter(pub, sub),
 });
 
 io.use((socket, next) => {
@@ -73,7 +95,11 @@ io.on('connection', (socket) => {
   });
 });
 
-await Promise.all([pub.ping(), sub.ping()]);
+if (pub instanceof Cluster) {
+  await pub.ping(); // routed to some master: the Cluster client is connected and knows the slots
+} else {
+  await Promise.all([pub.ping(), sub.ping()]);
+}
 httpServer.listen(port, host);
 
 const shutdown = (): void => {

@@ -259,6 +259,11 @@ export interface PumpOptions {
   readonly maxMessages: number;
   readonly maxDurationMs: number;
   readonly text: string;
+  /**
+   * Starts every text with `lat:<performance.now()> ` (the text keeps its length), so a
+   * {@link StampLatency} on the receivers can take send → receive latency.
+   */
+  readonly stampLatency?: boolean;
 }
 
 /**
@@ -308,7 +313,7 @@ export class Pump {
     ) {
       this.#outstanding++;
       this.sent++;
-      o.sender.send('chat.send', { text: o.text }, (reply) => {
+      o.sender.send('chat.send', { text: o.stampLatency ? stamped(o.text) : o.text }, (reply) => {
         this.#outstanding--;
         if (reply.ok) this.acked++;
         else {
@@ -319,6 +324,12 @@ export class Pump {
       });
     }
   }
+}
+
+/** `text` with the send time in front, cut back to the length of `text`. */
+function stamped(text: string): string {
+  const stamp = `lat:${performance.now().toFixed(3)} `;
+  return (stamp + text).slice(0, Math.max(text.length, stamp.length));
 }
 
 /** Nearest-rank percentile of the first `n` values of `values` (sorted in place). */
@@ -353,4 +364,83 @@ export class LatencyRecorder {
   p(pct: number): number {
     return percentile(Float64Array.from(this.values.subarray(0, this.count)), this.count, pct);
   }
+}
+
+const LAT_MARK = Buffer.from('lat:');
+const DOT = 0x2e;
+const DIGIT_0 = 0x30;
+const DIGIT_9 = 0x39;
+
+/**
+ * Send → receive latency (ms) of chats stamped by a {@link Pump} with `stampLatency`, taken on
+ * the clients it is attached to while it is recording. Reads the stamp straight from the frame
+ * bytes (no JSON parse), so it can sit on many receivers of a fast fan-out without making the
+ * load generator the bottleneck. Bounded: at most `capacity` samples, the rest counted as dropped.
+ */
+export class StampLatency {
+  readonly #values: Float64Array;
+  #count = 0;
+  dropped = 0;
+  #recording = false;
+
+  constructor(capacity: number) {
+    this.#values = new Float64Array(capacity);
+  }
+
+  get count(): number {
+    return this.#count;
+  }
+
+  /** Installs itself on `clients` (replaces their `onChat`). */
+  attach(clients: readonly BenchClient[]): void {
+    const listener: ChatListener = (_client, frame) => {
+      if (!this.#recording) return;
+      const at = frame.indexOf(LAT_MARK);
+      if (at < 0) return;
+      const sentAt = parseStamp(frame, at + LAT_MARK.length);
+      if (Number.isNaN(sentAt)) return;
+      if (this.#count < this.#values.length) this.#values[this.#count++] = performance.now() - sentAt;
+      else this.dropped++;
+    };
+    for (const c of clients) c.onChat = listener;
+  }
+
+  /** Forgets earlier samples and records from now on. */
+  start(): void {
+    this.#count = 0;
+    this.dropped = 0;
+    this.#recording = true;
+  }
+
+  stop(): void {
+    this.#recording = false;
+  }
+
+  /** Nearest-rank percentile of the samples so far; NaN without samples. */
+  p(pct: number): number {
+    return percentile(Float64Array.from(this.#values.subarray(0, this.#count)), this.#count, pct);
+  }
+}
+
+/** The decimal number (digits and one dot) at `offset` of `frame`; NaN when there is none. */
+function parseStamp(frame: Buffer, offset: number): number {
+  let whole = 0;
+  let fraction = 0;
+  let scale = 1;
+  let seenDot = false;
+  let digits = 0;
+  for (let i = offset; i < frame.length && i < offset + 24; i++) {
+    const b = frame[i] as number;
+    if (b === DOT && !seenDot) {
+      seenDot = true;
+      continue;
+    }
+    if (b < DIGIT_0 || b > DIGIT_9) break;
+    digits++;
+    if (seenDot) {
+      scale /= 10;
+      fraction += (b - DIGIT_0) * scale;
+    } else whole = whole * 10 + (b - DIGIT_0);
+  }
+  return digits === 0 ? Number.NaN : whole + fraction;
 }

@@ -265,11 +265,14 @@ export async function startServer(options: StartOptions): Promise<ServerProcess>
 
 export interface RedisProcess {
   readonly url: string;
+  readonly pid: number;
+  readonly port: number;
+  /** User + system CPU seconds the server has used so far. */
+  cpu(): number;
   stop(): Promise<void>;
 }
 
-/** Starts a throw-away redis-server on a free port (persistence off), on the load generator's core. */
-export async function startRedis(): Promise<RedisProcess> {
+function redisServerBinary(): string {
   const which = spawnSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' });
   const bin = which.stdout.trim();
   if (!bin) {
@@ -277,8 +280,14 @@ export async function startRedis(): Promise<RedisProcess> {
       'redis-server not found: apt-get update && apt-get install -y redis-server (it is not started as a service)',
     );
   }
-  const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'trading-room-bench-redis-'));
+  return bin;
+}
+
+/**
+ * Spawns one redis-server on `port` (persistence off, files in `dir`) on the load generator's
+ * core and waits until it accepts connections. `stop()` leaves `dir` to the caller.
+ */
+async function spawnRedis(bin: string, port: number, dir: string, extra: readonly string[]): Promise<RedisProcess> {
   const args = [
     '--port',
     String(port),
@@ -292,6 +301,7 @@ export async function startRedis(): Promise<RedisProcess> {
     dir,
     '--loglevel',
     'warning',
+    ...extra,
   ];
   const [command, wrappedArgs] = wrapCommand(LOADGEN_CPU, bin, args);
   const child = spawn(command, wrappedArgs, { stdio: 'ignore' });
@@ -302,18 +312,101 @@ export async function startRedis(): Promise<RedisProcess> {
       r();
     }),
   );
-  if (child.pid !== undefined) ownPids.add(child.pid);
+  const pid = child.pid;
+  if (pid === undefined) throw new Error('could not start redis-server');
+  ownPids.add(pid);
   await waitForPort(port, 10_000, () => !exited);
   return {
     url: `redis://127.0.0.1:${port}`,
+    pid,
+    port,
+    cpu: () => cpuSeconds(pid),
     async stop() {
-      if (!exited) {
-        child.kill('SIGTERM');
-        const killed = setTimeout(() => child.kill('SIGKILL'), 5000);
-        await exit;
-        clearTimeout(killed);
-      }
+      if (exited) return;
+      child.kill('SIGTERM');
+      const killed = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exit;
+      clearTimeout(killed);
+    },
+  };
+}
+
+/** Starts a throw-away redis-server on a free port (persistence off), on the load generator's core. */
+export async function startRedis(): Promise<RedisProcess> {
+  const bin = redisServerBinary();
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'trading-room-bench-redis-'));
+  const redis = await spawnRedis(bin, port, dir, []);
+  return {
+    ...redis,
+    async stop() {
+      await redis.stop();
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+export interface RedisClusterProcess {
+  /** The masters, in slot order (the first holds slots 0…). */
+  readonly masters: readonly RedisProcess[];
+  /** `host:port,host:port,…`: seeds for `REDIS_CLUSTER_NODES`. */
+  readonly seeds: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a Redis Cluster of `masterCount` masters without replicas on free loopback ports (on the
+ * load generator's core, persistence off), joined with `redis-cli --cluster create`; resolves once
+ * every master reports `cluster_state:ok`.
+ */
+export async function startRedisCluster(masterCount = 3): Promise<RedisClusterProcess> {
+  const bin = redisServerBinary();
+  const dir = mkdtempSync(join(tmpdir(), 'trading-room-bench-redis-cluster-'));
+  const masters: RedisProcess[] = [];
+  const stop = async (): Promise<void> => {
+    await Promise.all(masters.map((m) => m.stop()));
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    for (let i = 0; i < masterCount; i++) {
+      const port = await freePort();
+      const busPort = await freePort();
+      masters.push(
+        await spawnRedis(bin, port, dir, [
+          '--cluster-enabled',
+          'yes',
+          '--cluster-port',
+          String(busPort),
+          '--cluster-config-file',
+          `nodes-${port}.conf`,
+        ]),
+      );
+    }
+    const seeds = masters.map((m) => `127.0.0.1:${m.port}`);
+    const created = spawnSync(
+      'redis-cli',
+      ['--cluster', 'create', ...seeds, '--cluster-replicas', '0', '--cluster-yes'],
+      {
+        encoding: 'utf8',
+        timeout: 30_000,
+      },
+    );
+    if (created.status !== 0) {
+      throw new Error(`redis-cli --cluster create failed: ${(created.stderr || created.stdout || '').slice(-500)}`);
+    }
+    const until = Date.now() + 20_000;
+    for (;;) {
+      const states = masters.map(
+        (m) =>
+          spawnSync('redis-cli', ['-p', String(m.port), 'cluster', 'info'], { encoding: 'utf8', timeout: 5000 }).stdout,
+      );
+      if (states.every((info) => info.includes('cluster_state:ok'))) break;
+      if (Date.now() > until) throw new Error('the Redis Cluster did not reach cluster_state:ok within 20 s');
+      await sleep(200);
+    }
+    return { masters, seeds: seeds.join(','), stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
 }

@@ -6,7 +6,16 @@
 import { randomBytes } from 'node:crypto';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { signAccessToken } from '../../signaling/src/auth/tokens.js';
-import { closeAll, connectAll, Pump, stats, type BenchClient, type Dialect, type Identity } from './clients.js';
+import {
+  closeAll,
+  connectAll,
+  Pump,
+  stats,
+  type BenchClient,
+  type Dialect,
+  type Identity,
+  type StampLatency,
+} from './clients.js';
 import {
   coreJiffies,
   foreignCpuSeconds,
@@ -74,6 +83,41 @@ export function socketIoTarget(redisUrl: string): Target {
     dialect: 'socketio',
     path: '/socket.io/',
     env: { HOST: '127.0.0.1', REDIS_URL: redisUrl },
+  };
+}
+
+/**
+ * The Socket.IO reference on a Redis Cluster (`seeds`: `host:port,…`) with the sharded adapter
+ * (`createShardedAdapter`, sharded pub/sub, ioredis Cluster with sharded subscribers).
+ */
+export function socketIoShardedTarget(name: string, seeds: string): Target {
+  return {
+    name,
+    script: 'load-tests/baselines/socketio-server.ts',
+    dialect: 'socketio',
+    path: '/socket.io/',
+    env: { HOST: '127.0.0.1', REDIS_CLUSTER_NODES: seeds },
+  };
+}
+
+/**
+ * Several server processes measured as one (the nodes of a cluster): CPU and RSS are sums, the
+ * port is the first one's, output lines are counted over all of them.
+ */
+export function serverGroup(name: string, servers: readonly ServerProcess[]): ServerProcess {
+  const first = servers[0];
+  if (!first) throw new Error('serverGroup needs at least one server');
+  return {
+    name,
+    pid: first.pid,
+    port: first.port,
+    rss: () => servers.reduce((a, s) => a + s.rss(), 0),
+    cpu: () => servers.reduce((a, s) => a + s.cpu(), 0),
+    count: (pattern) => servers.reduce((a, s) => a + s.count(pattern), 0),
+    tail: () => servers.map((s) => `--- ${s.name}\n${s.tail()}`).join('\n'),
+    async stop() {
+      await Promise.all(servers.map((s) => s.stop()));
+    },
   };
 }
 
@@ -189,6 +233,11 @@ export interface ThroughputOptions {
   readonly maxInFlightDeliveries: number;
   readonly maxMessages: number;
   readonly text: string;
+  /**
+   * Send → receive latency: the pump stamps its texts and this recorder (attached to some of
+   * the receivers by the caller) records during the measured window.
+   */
+  readonly latency?: StampLatency;
 }
 
 export interface Throughput {
@@ -215,6 +264,10 @@ export interface Throughput {
   /** Deliveries owed (acked × receivers) and never received after the drain wait. */
   readonly missing: number;
   readonly clientsClosed: number;
+  /** Send → receive latency percentiles (ms) in the measured window; NaN without a recorder. */
+  readonly latencyP50Ms: number;
+  readonly latencyP99Ms: number;
+  readonly latencySamples: number;
 }
 
 /** One sender pumps chat into the room; deliveries are counted over a window after a warm-up. */
@@ -233,6 +286,7 @@ export async function measureThroughput(
     maxMessages: options.maxMessages,
     maxDurationMs: options.warmupMs + options.measureMs + 500,
     text: options.text,
+    stampLatency: options.latency !== undefined,
   });
   await Promise.race([sleep(options.warmupMs), pump.done]);
   const lag = monitorEventLoopDelay({ resolution: 10 });
@@ -245,6 +299,7 @@ export async function measureThroughput(
   const f0 = foreignCpuSeconds();
   const s0 = coreJiffies(SERVER_CPU);
   const g0 = coreJiffies(LOADGEN_CPU);
+  options.latency?.start();
   await Promise.race([sleep(options.measureMs), pump.done]);
   const d1 = stats.chatDelivered;
   const m1 = pump.acked;
@@ -254,6 +309,7 @@ export async function measureThroughput(
   const f1 = foreignCpuSeconds();
   const s1 = coreJiffies(SERVER_CPU);
   const g1 = coreJiffies(LOADGEN_CPU);
+  options.latency?.stop();
   lag.disable();
   pump.stop();
   const seconds = (t1 - t0) / 1000;
@@ -285,6 +341,9 @@ export async function measureThroughput(
     lastRefusal: pump.lastRefusal,
     missing: Math.max(0, pump.acked * clients.length - (stats.chatDelivered - startDelivered)),
     clientsClosed: clients.filter((c) => c.closeCode !== undefined).length,
+    latencyP50Ms: options.latency ? options.latency.p(50) : Number.NaN,
+    latencyP99Ms: options.latency ? options.latency.p(99) : Number.NaN,
+    latencySamples: options.latency?.count ?? 0,
   };
 }
 

@@ -4,7 +4,7 @@ import tseslint from 'typescript-eslint';
 import prettier from 'eslint-config-prettier';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', '.local/**', '.tmp/**', 'coverage/**', 'load-tests/reports/**'] },
+  { ignores: ['**/dist/**', 'node_modules/**', '.local/**', '.tmp/**', 'coverage/**', 'load-tests/reports/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   prettier,

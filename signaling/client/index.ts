@@ -8,14 +8,7 @@
  *
  * Browser-safe: it uses only the standard WebSocket API and imports nothing from Node.
  */
-import type {
-  EventData,
-  EventName,
-  MethodData,
-  MethodName,
-  MethodResult,
-  Notification,
-} from '../src/protocol/index.js';
+import type { EventData, EventName, MethodData, MethodName, MethodResult, Notification } from './protocol.generated.js';
 import {
   ClientCloseCode,
   CloseCode,
@@ -23,10 +16,17 @@ import {
   isErrorCode,
   type ClientErrorCode,
   type ErrorCode,
-} from '../src/protocol/error-codes.js';
+} from './error-codes.generated.js';
 
-export type { EventData, EventName, MethodData, MethodName, MethodResult, Notification };
+/** The protocol's types (methods, notifications, participants), generated from the server's schemas. */
+export type * from './protocol.generated.js';
 export { ClientCloseCode, CloseCode, type ClientErrorCode, type ErrorCode };
+
+/**
+ * The version of the wire protocol this SDK speaks. Servers of one protocol version only add
+ * (methods, events, optional fields), so an SDK works with every server of its version.
+ */
+export const PROTOCOL_VERSION = 'v1';
 
 /** What a {@link RequestError} carries: a code of the server's catalogue or one of the SDK's own. */
 export type RequestErrorCode = ErrorCode | ClientErrorCode;

@@ -1,8 +1,9 @@
 /**
  * The error catalogue's codes: every error code with its HTTP status, the codes only HTTP
  * answers carry, the codes only the SDK produces, and the WebSocket close codes. It imports
- * nothing, so the SDK (browser and Node) takes it as it is; `signaling/src/errors.ts` re-exports
- * it with the server's error classes. Nothing else in the code base invents codes or statuses.
+ * nothing, so the SDK package gets it as a generated copy (`npm run generate:client`);
+ * `signaling/src/errors.ts` re-exports it with the server's error classes. Nothing else in the
+ * code base invents codes or statuses.
  */
 
 /** The codes a response's `error.code` carries: the contract's list. */

@@ -8,6 +8,7 @@ import type { PresenceEntry, RoomBus } from '../bus/room-bus.js';
 import { ROLES, type Role } from '../protocol/common.js';
 import type { Room } from './room.js';
 import type { NodeRoomSummary, RoomCluster } from './room-rpc.js';
+import type { RoomContext } from './room-context.js';
 
 /** How long an admin request waits for each node's figures. */
 const ADMIN_RPC_TIMEOUT_MS = 2000;
@@ -39,6 +40,17 @@ export function nodeSummaryOf(room: Room, nodeId: string, publishers: Iterable<s
     lastSeq: room.deliveredSeq,
     participantList,
   };
+}
+
+/** This node's figures of every room open here. */
+export function localSummaries(ctx: RoomContext): NodeRoomSummary[] {
+  return [...ctx.rooms.keys()].map((roomId) => localSummary(ctx, roomId) as NodeRoomSummary);
+}
+
+/** This node's figures of one room, with its members here; undefined when it is not open here. */
+export function localSummary(ctx: RoomContext, roomId: string): NodeRoomSummary | undefined {
+  const room = ctx.rooms.get(roomId);
+  return room && nodeSummaryOf(room, ctx.nodeId, ctx.media()?.publisherIds(room.id));
 }
 
 /** Every room of every live node: this node's figures and the others' (over RPC), merged. */

@@ -9,11 +9,13 @@
  *   Both sides are up at once and take turns in short windows, round after round; a ratio is the
  *   median of the per-round ratios. Target: trading-room ÷ Socket.IO ≥ 1.5 at a p99 ≤ Socket.IO's.
  *
- * S3 — 2,000 rooms × 4 members over the two nodes (each room's members split 2 + 2, the sender
- *   alternating between the nodes), one chat to each room in turn, twice: bytes Redis wrote to
- *   its clients (`INFO stats` total_net_output_bytes; over all masters of the Cluster) per
- *   message delivered to its room. The two sides run one after the other on the same Redis.
- *   Target: trading-room ÷ Socket.IO ≤ 0.5.
+ * S3 — 2,000 rooms × 4 members over the two nodes, one chat to each room in turn, twice: bytes
+ *   Redis wrote to its clients (`INFO stats` total_net_output_bytes; over all masters of the
+ *   Cluster) per message delivered to its room. Two layouts: "placed" — each room's four members
+ *   on one node, rooms alternating between the nodes, as a load balancer hashing on the room puts
+ *   them (the documented deployment); "split" — each room's members 2 + 2 over the nodes, the
+ *   sender alternating (the worst case: every node has members in every room). The two sides run
+ *   one after the other on the same Redis. Target: trading-room ÷ Socket.IO ≤ 0.5.
  *
  * Pinning as in fanout.ts: every server process on the server core, the load generator and Redis
  * (every master) on the other.
@@ -22,6 +24,7 @@
  *     [--nice] [--cpu-prof]
  *
  * `--quick` (small sizes, under a minute) is for debugging the harness; its ratios mean little.
+ * `--layout=placed,split` (default both) picks S3's layouts.
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -94,8 +97,22 @@ const S2_MEASURE = QUICK
 const TARGET_EFFICIENCY_RATIO = 1.5;
 const TARGET_P99_RATIO = 1.0;
 
-/** S3: rooms of four members, two on each node. */
+/** S3: rooms of four members, placed on one node or split 2 + 2 over both. */
 const S3_ROOMS = QUICK ? 100 : 2000;
+const S3_LAYOUTS = ['placed', 'split'] as const;
+type S3Layout = (typeof S3_LAYOUTS)[number];
+const layouts = (args
+  .find((a) => a.startsWith('--layout='))
+  ?.slice('--layout='.length)
+  .split(',') ?? S3_LAYOUTS) as S3Layout[];
+for (const name of layouts) {
+  if (!(S3_LAYOUTS as readonly string[]).includes(name))
+    throw new Error(`--layout: unknown layout ${name} (${S3_LAYOUTS.join(', ')})`);
+}
+const LAYOUT_TEXT: Record<S3Layout, string> = {
+  placed: 'each room on one node, rooms alternating (placed by the load balancer)',
+  split: 'each room 2 + 2 over both nodes (worst case)',
+};
 const S3_MEMBERS = 4;
 /** Measured messages per room (one more, not measured, checks that every room works first). */
 const S3_PASSES = 2;
@@ -541,6 +558,7 @@ function s2Problems(summaries: readonly S2Summary[]): string[] {
 
 interface S3Result {
   readonly server: string;
+  readonly layout: S3Layout;
   readonly rooms: number;
   readonly messages: number;
   readonly deliveries: number;
@@ -611,10 +629,13 @@ async function s3Identities(kind: 'redis' | 'cluster'): Promise<Identity[][]> {
   return rooms;
 }
 
-/** Member k of room r: the first two on node r mod 2 (the sender among them), the other two on the other. */
-function s3NodeOf(room: number, member: number): 0 | 1 {
+/**
+ * Member k of room r. Placed: all on node r mod 2. Split: the first two on node r mod 2 (the
+ * sender among them), the other two on the other.
+ */
+function s3NodeOf(layout: S3Layout, room: number, member: number): 0 | 1 {
   const home = room % 2;
-  return (member < S3_MEMBERS / 2 ? home : 1 - home) as 0 | 1;
+  return (layout === 'placed' || member < S3_MEMBERS / 2 ? home : 1 - home) as 0 | 1;
 }
 
 /**
@@ -668,25 +689,32 @@ async function sendMessages(
   return { acked, refused, lastRefusal };
 }
 
+/** The servers' warning/error line count, and their output's tail when there are any. */
+function warnings(pair: NodePair): { serverWarnings: number; serverOutput?: string } {
+  const serverWarnings = pair.group.count(/"level":(40|50|60)/);
+  return serverWarnings > 0 ? { serverWarnings, serverOutput: pair.group.tail() } : { serverWarnings };
+}
+
 async function s3Side(
   side: 'trading-room' | 'socket.io',
   redis: RedisUnderTest,
   rooms: readonly Identity[][],
   reader: RedisStatsReader,
+  layout: S3Layout,
 ): Promise<S3Result> {
   const pair = await startPair(sideName(side, redis), nodeTargets(side, redis));
   let clients: BenchClient[] = [];
   try {
     const ids = rooms.flat();
     const t0 = performance.now();
-    clients = await connectSplit(pair, ids, (i) => s3NodeOf(Math.floor(i / S3_MEMBERS), i % S3_MEMBERS));
+    clients = await connectSplit(pair, ids, (i) => s3NodeOf(layout, Math.floor(i / S3_MEMBERS), i % S3_MEMBERS));
     const connectSeconds = (performance.now() - t0) / 1000;
     const members = (r: number): BenchClient[] => clients.slice(r * S3_MEMBERS, (r + 1) * S3_MEMBERS);
     const senders = rooms.map((_, r) => clients[r * S3_MEMBERS] as BenchClient);
     const index = new Map(clients.map((c, i) => [c, i]));
     const nodeOfClient = (c: BenchClient): 0 | 1 => {
       const i = index.get(c) ?? 0;
-      return s3NodeOf(Math.floor(i / S3_MEMBERS), i % S3_MEMBERS);
+      return s3NodeOf(layout, Math.floor(i / S3_MEMBERS), i % S3_MEMBERS);
     };
     // Idle background first (heartbeats, slot refreshes), then one chat to every room (not measured).
     await sleep(SETTLE_MS);
@@ -705,6 +733,7 @@ async function s3Side(
     );
     const base = {
       server: pair.name,
+      layout,
       rooms: rooms.length,
       idleBytesPerSecond,
       idleCommandsPerSecond,
@@ -787,7 +816,7 @@ async function s3Side(
       redisCpuMsPerThousandMessages: ((cpu1 - cpu0) * 1000 * 1000) / acked,
       commandsPerMessage: commandsPerMessage(calls0, calls1, acked),
       sendSeconds,
-      serverWarnings: pair.group.count(/"level":(40|50|60)/),
+      ...warnings(pair),
     };
   } catch (error) {
     process.stderr.write(`${pair.name} failed; server output:\n${pair.group.tail()}\n`);
@@ -798,6 +827,119 @@ async function s3Side(
   }
 }
 
+interface S3LayoutOutcome {
+  readonly results: readonly S3Result[];
+  readonly verdicts: Record<string, string>;
+  readonly problems: readonly string[];
+  readonly notMeasured: readonly string[];
+}
+
+/** Both sides in one layout, one after the other on the same Redis; prints the table. */
+async function s3Layout(
+  redis: RedisUnderTest,
+  rooms: readonly Identity[][],
+  reader: RedisStatsReader,
+  layout: S3Layout,
+): Promise<S3LayoutOutcome> {
+  process.stdout.write(`  layout "${layout}": ${LAYOUT_TEXT[layout]}\n`);
+  // The same users and node ids as the layout before: without this, the new nodes would reap
+  // their predecessors' participants (and replace their sessions) while this layout is measured.
+  await reader.flushAll();
+  const results: S3Result[] = [];
+  for (const side of ['trading-room', 'socket.io'] as const) {
+    const result = await s3Side(side, redis, rooms, reader, layout);
+    results.push(result);
+    process.stdout.write(
+      `    ${result.server}: ${rooms.length * S3_MEMBERS} joined in ${result.connectSeconds.toFixed(1)} s; ` +
+        (result.notMeasured
+          ? `NOT MEASURED — ${result.notMeasured}\n`
+          : `${result.messages} messages in ${result.sendSeconds.toFixed(1)} s, ${result.deliveries} of ` +
+            `${result.expectedDeliveries} deliveries; Redis wrote ${fmt(result.redisOutputBytes)} bytes\n`),
+    );
+  }
+  const [tr, sio] = results as [S3Result, S3Result];
+  const ratio = tr.bytesPerMessage / sio.bytesPerMessage;
+  const burstRatio = tr.medianBurstBytesPerMessage / sio.medianBurstBytesPerMessage;
+  process.stdout.write(
+    '\n' +
+      table(
+        [
+          `servers (${layout})`,
+          'messages',
+          'deliveries',
+          'Redis out B/msg',
+          'ratio',
+          'median burst',
+          'ratio',
+          'B/delivery',
+          'Redis in B/msg',
+          'Redis CPU ms/1k msg',
+          'idle out B/s',
+          'members off',
+        ],
+        results.map((r) => [
+          r.server,
+          String(r.messages),
+          String(r.deliveries),
+          r.bytesPerMessage,
+          r === tr ? ratio : 1,
+          r.medianBurstBytesPerMessage,
+          r === tr ? burstRatio : 1,
+          r.bytesPerDelivery,
+          r.redisInputBytesPerMessage,
+          r.redisCpuMsPerThousandMessages,
+          r.idleBytesPerSecond,
+          String(r.membersOff),
+        ]),
+      ) +
+      '\n',
+  );
+  for (const r of results) {
+    const commands = Object.entries(r.commandsPerMessage)
+      .map(([name, rate]) => `${name} ${rate}`)
+      .join(', ');
+    if (commands) process.stdout.write(`  ${r.server}, Redis commands per message: ${commands}\n`);
+    const idle = Object.entries(r.idleCommandsPerSecond)
+      .map(([name, rate]) => `${name} ${rate}`)
+      .join(', ');
+    if (idle) process.stdout.write(`  ${r.server}, Redis commands per second while idle: ${idle}\n`);
+  }
+  const problems: string[] = [];
+  for (const r of results) {
+    const who = `${r.server} (${layout})`;
+    if (r.notMeasured) problems.push(`${who}: not measured: ${r.notMeasured}`);
+    else if (r.deliveries !== r.expectedDeliveries || r.membersOff > 0) {
+      problems.push(
+        `${who}: ${r.deliveries} deliveries for ${r.expectedDeliveries} owed; ${r.membersOff} members ` +
+          `did not get exactly ${S3_PASSES} chats`,
+      );
+    }
+    if (r.refused > 0) problems.push(`${who}: ${r.refused} chat.send refused (last: ${r.lastRefusal})`);
+    if (r.serverWarnings > 0) {
+      problems.push(`${who}: ${r.serverWarnings} warning/error log lines`);
+      const lines = (r.serverOutput ?? '').split('\n').filter((l) => /"level":(40|50|60)/.test(l));
+      for (const line of lines.slice(0, 3)) process.stdout.write(`  ${r.server}: ${line.slice(0, 400)}\n`);
+    }
+  }
+  for (const p of problems) process.stdout.write(`  PROBLEM: ${p}\n`);
+  const notMeasured = results
+    .filter((r) => r.notMeasured)
+    .map((r) => `${r.server} (${layout}): ${r.notMeasured ?? ''}`);
+  const verdicts: Record<string, string> =
+    notMeasured.length > 0
+      ? {}
+      : {
+          [`redisBytesPerMessage ${layout}`]: verdict(ratio, TARGET_BYTES_RATIO, '<='),
+          [`redisBytesPerMessageMedianBurst ${layout}`]: verdict(burstRatio, TARGET_BYTES_RATIO, '<='),
+        };
+  process.stdout.write(
+    `  ${layout}: trading-room / ${sio.server}, Redis bytes out per delivered message: ` +
+      `${verdicts[`redisBytesPerMessage ${layout}`] ?? 'not measured'}; median of ${S3_BURSTS} bursts: ` +
+      `${verdicts[`redisBytesPerMessageMedianBurst ${layout}`] ?? 'not measured'}\n\n`,
+  );
+  return { results, verdicts, problems, notMeasured };
+}
+
 async function s3Part(kind: 'redis' | 'cluster'): Promise<Record<string, unknown>> {
   const started = Date.now();
   const redis = await startRedisUnderTest(kind);
@@ -805,101 +947,20 @@ async function s3Part(kind: 'redis' | 'cluster'): Promise<Record<string, unknown
   try {
     reader = await RedisStatsReader.open(redis.ports); // while Redis is quiet: it calibrates
     process.stdout.write(
-      `S3 on ${redis.label}: ${S3_ROOMS} rooms × ${S3_MEMBERS} members (2 + 2 over two nodes), ` +
-        `${S3_PASSES} chats to each room in turn; the sides one after the other\n`,
+      `S3 on ${redis.label}: ${S3_ROOMS} rooms × ${S3_MEMBERS} members over two nodes, ` +
+        `${S3_PASSES} chats to each room in turn; the sides one after the other, in each layout\n`,
     );
     const rooms = await s3Identities(kind);
-    const results: S3Result[] = [];
-    for (const side of ['trading-room', 'socket.io'] as const) {
-      const result = await s3Side(side, redis, rooms, reader);
-      results.push(result);
-      process.stdout.write(
-        `  ${result.server}: ${rooms.length * S3_MEMBERS} joined in ${result.connectSeconds.toFixed(1)} s; ` +
-          (result.notMeasured
-            ? `NOT MEASURED — ${result.notMeasured}\n`
-            : `${result.messages} messages in ${result.sendSeconds.toFixed(1)} s, ${result.deliveries} of ` +
-              `${result.expectedDeliveries} deliveries; Redis wrote ${fmt(result.redisOutputBytes)} bytes\n`),
-      );
-    }
-    const [tr, sio] = results as [S3Result, S3Result];
-    const ratio = tr.bytesPerMessage / sio.bytesPerMessage;
-    const burstRatio = tr.medianBurstBytesPerMessage / sio.medianBurstBytesPerMessage;
-    process.stdout.write(
-      '\n' +
-        table(
-          [
-            'servers',
-            'messages',
-            'deliveries',
-            'Redis out B/msg',
-            'ratio',
-            'median burst',
-            'ratio',
-            'B/delivery',
-            'Redis in B/msg',
-            'Redis CPU ms/1k msg',
-            'idle out B/s',
-            'members off',
-          ],
-          results.map((r) => [
-            r.server,
-            String(r.messages),
-            String(r.deliveries),
-            r.bytesPerMessage,
-            r === tr ? ratio : 1,
-            r.medianBurstBytesPerMessage,
-            r === tr ? burstRatio : 1,
-            r.bytesPerDelivery,
-            r.redisInputBytesPerMessage,
-            r.redisCpuMsPerThousandMessages,
-            r.idleBytesPerSecond,
-            String(r.membersOff),
-          ]),
-        ) +
-        '\n',
-    );
-    for (const r of results) {
-      const commands = Object.entries(r.commandsPerMessage)
-        .map(([name, rate]) => `${name} ${rate}`)
-        .join(', ');
-      if (commands) process.stdout.write(`  ${r.server}, Redis commands per message: ${commands}\n`);
-      const idle = Object.entries(r.idleCommandsPerSecond)
-        .map(([name, rate]) => `${name} ${rate}`)
-        .join(', ');
-      if (idle) process.stdout.write(`  ${r.server}, Redis commands per second while idle: ${idle}\n`);
-    }
-    const problems: string[] = [];
-    for (const r of results) {
-      if (r.notMeasured) problems.push(`${r.server}: not measured: ${r.notMeasured}`);
-      else if (r.deliveries !== r.expectedDeliveries || r.membersOff > 0) {
-        problems.push(
-          `${r.server}: ${r.deliveries} deliveries for ${r.expectedDeliveries} owed; ${r.membersOff} members ` +
-            `did not get exactly ${S3_PASSES} chats`,
-        );
-      }
-      if (r.refused > 0) problems.push(`${r.server}: ${r.refused} chat.send refused (last: ${r.lastRefusal})`);
-      if (r.serverWarnings > 0) problems.push(`${r.server}: ${r.serverWarnings} warning/error log lines`);
-    }
-    for (const p of problems) process.stdout.write(`  PROBLEM: ${p}\n`);
-    const notMeasured = results.filter((r) => r.notMeasured).map((r) => `${r.server}: ${r.notMeasured ?? ''}`);
-    const verdicts: { redisBytesPerMessage?: string; redisBytesPerMessageMedianBurst?: string } =
-      notMeasured.length > 0
-        ? {}
-        : {
-            redisBytesPerMessage: verdict(ratio, TARGET_BYTES_RATIO, '<='),
-            redisBytesPerMessageMedianBurst: verdict(burstRatio, TARGET_BYTES_RATIO, '<='),
-          };
-    process.stdout.write(
-      `  trading-room / ${sio.server}, Redis bytes out per delivered message: ` +
-        `${verdicts.redisBytesPerMessage ?? 'not measured'}; median of ${S3_BURSTS} bursts: ` +
-        `${verdicts.redisBytesPerMessageMedianBurst ?? 'not measured'}\n\n`,
-    );
+    const outcomes: Partial<Record<S3Layout, S3LayoutOutcome>> = {};
+    for (const layout of layouts) outcomes[layout] = await s3Layout(redis, rooms, reader, layout);
+    const all = Object.values(outcomes);
+    const notMeasured = all.flatMap((o) => o.notMeasured);
     return {
       redis: redis.label,
       ...(notMeasured.length > 0 ? { notMeasured } : {}),
-      verdicts,
-      problems,
-      results,
+      verdicts: Object.assign({}, ...all.map((o) => o.verdicts)) as Record<string, string>,
+      problems: all.flatMap((o) => o.problems),
+      layouts: Object.fromEntries(Object.entries(outcomes).map(([k, o]) => [k, o.results])),
       durationSeconds: Math.round((Date.now() - started) / 1000),
     };
   } finally {
@@ -931,11 +992,10 @@ async function main(): Promise<void> {
   for (const [part, result] of Object.entries(parts)) {
     const verdicts = (result.verdicts ?? {}) as Record<string, string>;
     const notMeasured = result.notMeasured as string[] | undefined;
-    const line = notMeasured
-      ? `NOT MEASURED — ${notMeasured.join('; ')}`
-      : Object.entries(verdicts)
-          .map(([k, v]) => `${k} ${v}`)
-          .join(', ');
+    const line = [
+      ...Object.entries(verdicts).map(([k, v]) => `${k} ${v}`),
+      ...(notMeasured ? [`NOT MEASURED — ${notMeasured.join('; ')}`] : []),
+    ].join(', ');
     process.stdout.write(`  ${part} (${result.redis as string}): ${line}\n`);
   }
   for (const [part, message] of Object.entries(failures)) {
@@ -961,6 +1021,7 @@ async function main(): Promise<void> {
         window: S3_WINDOW,
         bursts: S3_BURSTS,
         idleMs: S3_IDLE_MS,
+        layouts,
       },
     },
     targets: {

@@ -112,6 +112,9 @@ export function emitType(schema: JsonSchema | boolean): string {
       return 'null';
     case 'array':
       if (schema.prefixItems) return `[${schema.prefixItems.map(emitType).join(', ')}]`;
+      // A union of objects starts with `{` yet needs its parentheses.
+      if (typeof schema.items === 'object' && (schema.items.anyOf ?? schema.items.oneOf))
+        return `(${emitType(schema.items)})[]`;
       return `${group(emitType(schema.items ?? true))}[]`;
     case 'object':
       return emitObject(schema);

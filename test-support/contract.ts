@@ -7,6 +7,7 @@
 export const CONTRACT_METHODS = [
   'room.join',
   'room.leave',
+  'room.history',
   'session.refresh',
   'chat.send',
   'alert.publish',

@@ -171,6 +171,14 @@ const VALID_DATA: Record<ContractMethod, fc.Arbitrary<Record<string, unknown>>> 
     { requiredKeys: [] },
   ),
   'room.leave': fc.constant({}),
+  'room.history': fc.record(
+    {
+      kinds: fc.uniqueArray(fc.constantFrom('chat', 'alert'), { minLength: 1, maxLength: 2 }),
+      beforeSeq: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
+      limit: fc.integer({ min: 1, max: 100 }),
+    },
+    { requiredKeys: [] },
+  ),
   'session.refresh': fc.record({
     token: fc.oneof(fc.string({ minLength: 1, maxLength: 60 }), fc.constant('eyJhbGciOiJIUzI1NiJ9.e30.x')),
   }),

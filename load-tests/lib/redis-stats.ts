@@ -99,6 +99,14 @@ export class RedisStatsReader {
     return after.outputBytes - before.outputBytes - before.ownReplyBytes;
   }
 
+  /**
+   * Empties every server (`FLUSHALL`): a benchmark that runs several times on one Redis starts
+   * each run without the keys (presence, node registry) an earlier one left. Outside any interval.
+   */
+  async flushAll(): Promise<void> {
+    await Promise.all(this.#connections.map((c) => c.flushall()));
+  }
+
   close(): void {
     for (const c of this.#connections) c.disconnect();
   }

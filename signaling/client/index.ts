@@ -17,10 +17,13 @@ import {
   type ClientErrorCode,
   type ErrorCode,
 } from './error-codes.generated.js';
+import { historyPages, type HistoryOptions, type HistoryPage } from './history.js';
 
 /** The protocol's types (methods, notifications, participants), generated from the server's schemas. */
 export type * from './protocol.generated.js';
 export { ClientCloseCode, CloseCode, type ClientErrorCode, type ErrorCode };
+export { RoomTimeline, historyPages } from './history.js';
+export type { HistoryEvent, HistoryOptions, HistoryPage, TimelineEntry } from './history.js';
 
 /**
  * The version of the wire protocol this SDK speaks. Servers of one protocol version only add
@@ -212,6 +215,16 @@ export class TradingRoomClient {
       return Promise.reject(new RequestError('DISCONNECTED', `not connected (state ${this.#state})`));
     }
     return this.#send(socket, method, data, options.traceparent) as Promise<MethodResult<M>>;
+  }
+
+  /** `room.history`: one page of the room's retained chat and alerts, oldest first. */
+  history(options: HistoryOptions = {}): Promise<HistoryPage> {
+    return this.request('room.history', options);
+  }
+
+  /** Every page of the room's retained history, newest page first: `for await (const page of …)`. */
+  historyPages(options: HistoryOptions = {}): AsyncGenerator<HistoryPage, void, undefined> {
+    return historyPages((data) => this.history(data), options);
   }
 
   /** Leaves and closes for good. */

@@ -65,6 +65,63 @@ export interface Methods {
     data: Record<string, never>;
     result: Record<string, never>;
   };
+  /** The newest retained chat messages and alerts before `beforeSeq`, oldest first (page backwards). Who: every joined participant. */
+  'room.history': {
+    data: {
+      /** default: both */
+      kinds?: ('chat' | 'alert')[];
+      /** only events older than this `seq`; default: the newest */
+      beforeSeq?: number;
+      /** default 50 */
+      limit?: number;
+    };
+    result: {
+      /** oldest first, exactly the notifications delivered live */
+      events: (
+        | {
+            event: 'chat.message';
+            data: {
+              messageId: string;
+              from: {
+                participantId: string;
+                userId: string;
+                name: string;
+                role: 'presenter' | 'moderator' | 'trader';
+              };
+              text: string;
+              ts: number;
+            };
+            seq: number;
+          }
+        | {
+            event: 'alert.published';
+            data: {
+              alertId: string;
+              from: {
+                participantId: string;
+                userId: string;
+                name: string;
+                role: 'presenter' | 'moderator' | 'trader';
+              };
+              symbol: string;
+              action: 'buy' | 'sell' | 'close' | 'watch';
+              price?: number;
+              note?: string;
+              ts: number;
+            };
+            seq: number;
+          }
+      )[];
+      /** older matching events are still retained: ask again with `beforeSeq` */
+      hasMore: boolean;
+      /** with `hasMore`: the `beforeSeq` of the next (older) page */
+      nextBeforeSeq?: number;
+      /** retention already dropped events of this epoch */
+      truncated: boolean;
+      /** the epoch the events belong to: only the current epoch is served */
+      epoch: string;
+    };
+  };
   /** Replace the access token before it expires (same user and room); a new role in it applies as moderation.setRole would, unless a moderator changed this user's role in the room. Who: every joined participant. */
   'session.refresh': {
     data: {

@@ -125,6 +125,8 @@ const envSchema = z.object({
   RATE_LIMIT_ALERT_WINDOW_MS: int(1000).default(60_000),
   RATE_LIMIT_JOIN_MESSAGES: int(1).default(10),
   RATE_LIMIT_JOIN_WINDOW_MS: int(1000).default(60_000),
+  RATE_LIMIT_HISTORY_MESSAGES: int(1).default(10),
+  RATE_LIMIT_HISTORY_WINDOW_MS: int(1000).default(60_000),
   ABUSE_CLOSE_AFTER_REJECTIONS: int(1).default(200),
   TRUSTED_PROXIES: cidrList.optional(),
   MAX_CONNECTIONS_PER_USER: int(1).default(5),
@@ -201,7 +203,7 @@ export interface Config {
     readonly ip: Limit;
     readonly connection: Limit;
     readonly user: Limit;
-    readonly methods: Readonly<Record<'chat.send' | 'alert.publish' | 'room.join', Limit>>;
+    readonly methods: Readonly<Record<'chat.send' | 'alert.publish' | 'room.join' | 'room.history', Limit>>;
     readonly abuseCloseAfterRejections: number;
   };
   readonly trustedProxies: readonly string[];
@@ -314,6 +316,7 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
         'chat.send': { points: e.RATE_LIMIT_CHAT_MESSAGES, durationMs: e.RATE_LIMIT_CHAT_WINDOW_MS },
         'alert.publish': { points: e.RATE_LIMIT_ALERT_MESSAGES, durationMs: e.RATE_LIMIT_ALERT_WINDOW_MS },
         'room.join': { points: e.RATE_LIMIT_JOIN_MESSAGES, durationMs: e.RATE_LIMIT_JOIN_WINDOW_MS },
+        'room.history': { points: e.RATE_LIMIT_HISTORY_MESSAGES, durationMs: e.RATE_LIMIT_HISTORY_WINDOW_MS },
       },
       abuseCloseAfterRejections: e.ABUSE_CLOSE_AFTER_REJECTIONS,
     },

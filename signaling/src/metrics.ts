@@ -14,6 +14,8 @@ export class NodeMetrics {
   readonly messageSeconds: Histogram<'method'>;
   readonly durableEvents: Counter;
   readonly fanoutDeliveries: Counter;
+  readonly historyRequests: Counter<'outcome'>;
+  readonly historyEventsServed: Counter;
   readonly errors: Counter<'code'>;
   readonly upgradesRefused: Counter<'status'>;
   readonly rateLimited: Counter<'kind'>;
@@ -80,6 +82,17 @@ export class NodeMetrics {
     this.durableEvents = new Counter({
       name: 'trading_room_durable_events_published_total',
       help: 'Durable room events published by this node',
+      registers,
+    });
+    this.historyRequests = new Counter({
+      name: 'trading_room_history_requests_total',
+      help: 'room.history requests the room service answered (ok) or failed (error)',
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.historyEventsServed = new Counter({
+      name: 'trading_room_history_events_served_total',
+      help: 'Events served by room.history',
       registers,
     });
     this.fanoutDeliveries = new Counter({

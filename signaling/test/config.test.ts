@@ -51,6 +51,7 @@ describe('loadConfig', () => {
         'chat.send': { points: 5, durationMs: 5_000 },
         'alert.publish': { points: 10, durationMs: 60_000 },
         'room.join': { points: 10, durationMs: 60_000 },
+        'room.history': { points: 10, durationMs: 60_000 },
       },
       abuseCloseAfterRejections: 200,
     });

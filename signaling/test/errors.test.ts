@@ -82,7 +82,11 @@ describe('the SDK and the catalogue', () => {
       metafile: true,
       logLevel: 'silent',
     });
-    expect(Object.keys(result.metafile.inputs).sort()).toEqual(['signaling/client/error-codes.generated.ts', SDK]);
+    expect(Object.keys(result.metafile.inputs).sort()).toEqual([
+      'signaling/client/error-codes.generated.ts',
+      'signaling/client/history.ts',
+      SDK,
+    ]);
   });
 
   it('writes no close code, HTTP status or unknown error code as a literal', () => {

@@ -52,6 +52,18 @@ const FIXTURES: Record<MethodName, Fixture> = {
     ],
   },
   ping: { valid: [{}], invalid: [['unknown extra key', { t: 1 }]] },
+  'room.history': {
+    valid: [{}, { kinds: ['alert'] }, { kinds: ['chat', 'alert'], beforeSeq: 7, limit: 100 }, { limit: 1 }],
+    invalid: [
+      ['limit of 101', { limit: 101 }],
+      ['limit of 0', { limit: 0 }],
+      ['fractional limit', { limit: 1.5 }],
+      ['unknown kind', { kinds: ['presence'] }],
+      ['no kinds', { kinds: [] }],
+      ['beforeSeq of 0', { beforeSeq: 0 }],
+      ['unknown extra key', { limit: 5, epoch: 'e' }],
+    ],
+  },
   'chat.send': {
     valid: [{ text: 'x' }, { text: 'x'.repeat(2000) }, { text: 'BTC breaking out 🚀' }],
     invalid: [

@@ -89,6 +89,7 @@ describe('configuration', () => {
     expect(d.methods['chat.send']).toEqual({ points: 5, durationMs: 5_000 });
     expect(d.methods['alert.publish']).toEqual({ points: 10, durationMs: 60_000 });
     expect(d.methods['room.join']).toEqual({ points: 10, durationMs: 60_000 });
+    expect(d.methods['room.history']).toEqual({ points: 10, durationMs: 60_000 });
 
     const c = loadConfig({
       RATE_LIMITS_ENABLED: 'false',
@@ -104,6 +105,8 @@ describe('configuration', () => {
       RATE_LIMIT_ALERT_WINDOW_MS: '1005',
       RATE_LIMIT_JOIN_MESSAGES: '6',
       RATE_LIMIT_JOIN_WINDOW_MS: '1006',
+      RATE_LIMIT_HISTORY_MESSAGES: '9',
+      RATE_LIMIT_HISTORY_WINDOW_MS: '1009',
       ABUSE_CLOSE_AFTER_REJECTIONS: '7',
       MAX_CONNECTIONS_PER_USER: '8',
     });
@@ -116,6 +119,7 @@ describe('configuration', () => {
         'chat.send': { points: 4, durationMs: 1004 },
         'alert.publish': { points: 5, durationMs: 1005 },
         'room.join': { points: 6, durationMs: 1006 },
+        'room.history': { points: 9, durationMs: 1009 },
       },
       abuseCloseAfterRejections: 7,
     });

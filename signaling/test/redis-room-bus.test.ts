@@ -12,7 +12,7 @@ import { LocalRoomBus } from '../src/bus/local-room-bus.js';
 import { RedisRoomBus, type RedisRoomBusOptions } from '../src/bus/redis-room-bus.js';
 import type { RedisClient, RedisTarget } from '../src/bus/redis-connections.js';
 import { PUBLISH_SCRIPT, publishCall, roomKeys } from '../src/bus/redis-scripts.js';
-import { BusUnavailableError, framePrefix, type BusEvent, type RoomBus } from '../src/bus/room-bus.js';
+import { BusUnavailableError, encodeFrame, framePrefix, type BusEvent, type RoomBus } from '../src/bus/room-bus.js';
 import { eventually, sleep } from '../../test-support/async.js';
 import {
   startRedisCluster,
@@ -220,6 +220,104 @@ describe('RedisRoomBus on a single Redis', () => {
     () => client,
     async (channel) => Number(((await client.pubsub('NUMSUB', channel)) as [string, number])[1]),
   );
+
+  describe('what a room costs Redis', () => {
+    let nodes: Nodes;
+    afterEach(async () => {
+      await nodes.close();
+    });
+
+    async function commandCalls(): Promise<Map<string, number>> {
+      const info = await client.info('commandstats');
+      return new Map([...info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)].map((m) => [m[1] as string, Number(m[2])]));
+    }
+
+    it('publishes epoch, seq and frame only, and reads the messages of earlier versions', async () => {
+      nodes = new Nodes(target);
+      const [a, b] = [await nodes.node(NO_POSITION_CHECK), await nodes.node(NO_POSITION_CHECK)];
+      const roomId = `room-${randomUUID()}`;
+      const { channel } = roomKeys(nodes.prefix, roomId);
+      const listener = new Redis(redis.url);
+      try {
+        const messages: string[] = [];
+        listener.on('message', (_channel: string, message: string) => messages.push(message));
+        await listener.subscribe(channel);
+        const onB = await record(b, roomId);
+        const first = await a.publishDurable(roomId, 'chat.message', { i: 1 });
+        await a.publishEphemeral(roomId, 'chat.typing', { i: 2 });
+        await eventually(() => messages.length >= 2, 15_000, 'two messages');
+        expect(messages[0]).toBe(`d|${first.epoch}|1|${first.frame}`);
+        // Ephemeral: marked with the publisher's bus instance (it delivers its own from the answer).
+        expect(messages[1]).toMatch(/^f\|[\w-]{8}\|/);
+        expect(messages[1]?.replace(/^f\|[\w-]{8}\|/, '')).toBe(encodeFrame('chat.typing', { i: 2 }));
+
+        // A node of an earlier version sends the event name before the frame.
+        const old = encodeFrame('chat.message', { i: 3 }, 2);
+        await client.publish(channel, `d|${first.epoch}|2|chat.message|${old}`);
+        await client.publish(channel, `e|chat.typing|${encodeFrame('chat.typing', { i: 4 })}`);
+        await receivedCount(onB, 4);
+        expect(onB.slice(2)).toEqual([
+          { roomId, event: 'chat.message', seq: 2, epoch: first.epoch, frame: old },
+          { roomId, event: 'chat.typing', frame: encodeFrame('chat.typing', { i: 4 }) },
+        ]);
+      } finally {
+        listener.disconnect();
+      }
+    });
+
+    it('sends no pub/sub message while only the publishing node subscribes; its listeners get every event once', async () => {
+      nodes = new Nodes(target);
+      const [a, b] = [await nodes.node(NO_POSITION_CHECK), await nodes.node(NO_POSITION_CHECK)];
+      const roomId = `room-${randomUUID()}`;
+      const listener = new Redis(redis.url);
+      try {
+        const messages: string[] = [];
+        listener.on('message', (_channel: string, message: string) => messages.push(message));
+        await listener.subscribe(roomKeys(nodes.prefix, roomId).channel);
+        const onA = await record(a, roomId);
+        for (let i = 1; i <= 3; i++) await a.publishDurable(roomId, 'chat.message', { i });
+        await receivedCount(onA, 3);
+
+        const onB = await record(b, roomId);
+        const fourth = await a.publishDurable(roomId, 'chat.message', { i: 4 });
+        await b.publishDurable(roomId, 'chat.message', { i: 5 });
+        await receivedCount(onB, 2);
+        await receivedCount(onA, 5); // the copy of 4 reached a before 5 (one connection, in order)
+        // The first message the channel carried is the 4th event's: the first three were not sent.
+        await eventually(() => messages.length >= 2, 15_000, 'two messages');
+        expect(messages[0]).toBe(`d|${fourth.epoch}|4|${fourth.frame}`);
+        expect(onA.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5]);
+        expect(onA).toEqual(await a.readAfter(roomId, 0));
+        expect(onB).toEqual(onA.slice(3));
+      } finally {
+        listener.disconnect();
+      }
+    });
+
+    it("checks an idle room's position with one small script, refreshing its keys' TTLs every keyTtlMs / 4", async () => {
+      nodes = new Nodes(target);
+      const keyTtlMs = 1000;
+      const bus = await nodes.node({ positionCheckIntervalMs: 100, keyTtlMs });
+      const roomId = `room-${randomUUID()}`;
+      await record(bus, roomId);
+      await bus.publishDurable(roomId, 'chat.message', { i: 1 });
+      const before = await commandCalls();
+      const scripts = (calls: Map<string, number>): number => (calls.get('evalsha') ?? 0) + (calls.get('eval') ?? 0);
+      const startedAt = Date.now();
+      // Twenty checks (and longer than the keys' TTL): each a script call.
+      await eventually(async () => scripts(await commandCalls()) - scripts(before) >= 20, 15_000, 'twenty checks');
+      const elapsedMs = Date.now() - startedAt;
+      const after = await commandCalls();
+      const count = (name: string): number => (after.get(name) ?? 0) - (before.get(name) ?? 0);
+
+      expect(elapsedMs).toBeGreaterThan(keyTtlMs);
+      expect(count('xrange')).toBe(0); // in sync: nothing read
+      const refreshes = count('pexpire') / 7; // every key of the room per refresh
+      expect(refreshes).toBeGreaterThan(0);
+      expect(refreshes).toBeLessThanOrEqual(Math.floor(elapsedMs / (keyTtlMs / 4)) + 1);
+      expect(await client.pttl(roomKeys(nodes.prefix, roomId).meta)).toBeGreaterThan(0);
+    });
+  });
 
   describe('Redis itself failing', () => {
     let nodes: Nodes;

@@ -153,6 +153,46 @@ export function describeRoomBus(name: string, factory: RoomBusFactory): void {
       expect(await b.lastSeq(roomId)).toBe(2);
     });
 
+    it('reads history backwards: the wanted events before a seq, oldest first, frames as delivered', async () => {
+      const [a, b] = await twoNodes();
+      const roomId = newRoom();
+      const wanted = new Set(['chat.message', 'alert.published']);
+      expect(await b.readBefore(newRoom(), { limit: 10, events: wanted })).toMatchObject({
+        events: [],
+        hasMore: false,
+        truncated: false,
+      });
+      const published: BusEvent[] = [];
+      for (let i = 1; i <= 12; i++) {
+        const name = i % 3 === 0 ? 'participant.joined' : i % 3 === 1 ? 'chat.message' : 'alert.published';
+        published.push(await a.publishDurable(roomId, name, { i }));
+      }
+      const { epoch } = await a.head(roomId);
+      const chats = published.filter((e) => e.event === 'chat.message');
+
+      const newest = await b.readBefore(roomId, { limit: 3, events: new Set(['chat.message']) });
+      expect(newest).toMatchObject({ epoch, hasMore: true, truncated: false });
+      expect(newest.events).toEqual(chats.slice(1));
+      const older = await b.readBefore(roomId, { beforeSeq: newest.nextBeforeSeq, limit: 3, events: wanted });
+      expect(older.events).toEqual([published[0]]);
+      expect(older.hasMore).toBe(false);
+
+      const both = await b.readBefore(roomId, { beforeSeq: 9, limit: 100, events: wanted });
+      expect(both.events.map((e) => e.seq)).toEqual([1, 2, 4, 5, 7, 8]);
+      expect(both.events.map((e) => e.frame)).toEqual([1, 2, 4, 5, 7, 8].map((seq) => published[seq - 1]?.frame));
+      expect(both.hasMore).toBe(false);
+    });
+
+    it('says history is truncated once retention dropped events of the epoch', async () => {
+      const [a, b] = await twoNodes({ ...RETENTION, maxEvents: 3 });
+      const roomId = newRoom();
+      for (let i = 1; i <= 5; i++) await a.publishDurable(roomId, 'chat.message', { i });
+
+      const page = await b.readBefore(roomId, { limit: 10, events: new Set(['chat.message']) });
+      expect(page.events.map((e) => e.seq)).toEqual([3, 4, 5]);
+      expect(page).toMatchObject({ hasMore: false, truncated: true });
+    });
+
     it('shares presence: set, update, list, count and remove', async () => {
       const [a, b] = await twoNodes();
       const roomId = newRoom();

@@ -6,11 +6,14 @@ import { randomUUID } from 'node:crypto';
 import type { Role } from '../protocol/common.js';
 import { ReplayLog, type ReplayLogOptions } from './replay-log.js';
 import {
+  HISTORY_SCAN_MAX,
   completeFrame,
   framePrefix,
   type BusEvent,
   type BusListener,
   type BusStatus,
+  type HistoryPage,
+  type HistoryQuery,
   type PresenceEntry,
   type ResumeRecord,
   type RoomBus,
@@ -56,7 +59,7 @@ export class LocalRoomBus implements RoomBus {
   async publishDurable(roomId: string, event: string, data: unknown): Promise<BusEvent> {
     const room = this.#room(roomId);
     const prefix = framePrefix(event, data);
-    const logged = room.log.append((seq) => completeFrame(prefix, seq));
+    const logged = room.log.append((seq) => completeFrame(prefix, seq), event);
     const busEvent: BusEvent = { roomId, event, seq: logged.seq, epoch: room.epoch, frame: logged.frame };
     this.#deliver(roomId, busEvent);
     return busEvent;
@@ -96,6 +99,36 @@ export class LocalRoomBus implements RoomBus {
       entries &&
       entries.map((e) => ({ roomId, event: eventName(e.frame), seq: e.seq, epoch: room.epoch, frame: e.frame }))
     );
+  }
+
+  async readBefore(roomId: string, query: HistoryQuery): Promise<HistoryPage> {
+    const room = this.#rooms.get(roomId);
+    if (!room) return { epoch: '', events: [], hasMore: false, nextBeforeSeq: 0, truncated: false };
+    const { log, epoch } = room;
+    const oldestSeq = log.oldestSeq;
+    const found: HistoryPage['events'][number][] = [];
+    let scanned = 0;
+    let nextBeforeSeq = 0;
+    let hasMore = false;
+    for (const entry of log.newestFirst(query.beforeSeq ?? Number.MAX_SAFE_INTEGER)) {
+      if (scanned === HISTORY_SCAN_MAX) {
+        hasMore = true;
+        break;
+      }
+      scanned++;
+      const event = entry.event ?? eventName(entry.frame);
+      if (!query.events.has(event)) {
+        nextBeforeSeq = entry.seq;
+        continue;
+      }
+      if (found.length === query.limit) {
+        hasMore = true;
+        break;
+      }
+      found.push({ roomId, event, seq: entry.seq, epoch, frame: entry.frame });
+      nextBeforeSeq = entry.seq;
+    }
+    return { epoch, events: found.reverse(), hasMore, nextBeforeSeq, truncated: oldestSeq > 1 };
   }
 
   async lastSeq(roomId: string): Promise<number> {

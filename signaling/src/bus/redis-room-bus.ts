@@ -9,8 +9,10 @@ import { randomBytes } from 'node:crypto';
 import { roleSchema } from '../protocol/common.js';
 import { openRedisConnections, type RedisConnections, type RedisTarget } from './redis-connections.js';
 import {
+  CHECK_SCRIPT,
   DROP_SCRIPT,
   GET_FIELD_SCRIPT,
+  HISTORY_SCRIPT,
   PUBLISH_SCRIPT,
   PUT_FIELD_SCRIPT,
   READ_SCRIPT,
@@ -21,6 +23,7 @@ import {
 } from './redis-scripts.js';
 import {
   BusUnavailableError,
+  HISTORY_SCAN_MAX,
   completeFrame,
   framePrefix,
   presenceEntrySchema,
@@ -28,6 +31,8 @@ import {
   type BusEvent,
   type BusListener,
   type BusStatus,
+  type HistoryPage,
+  type HistoryQuery,
   type PresenceEntry,
   type RetentionOptions,
   type RoomBus,
@@ -49,8 +54,10 @@ export interface RedisRoomBusOptions {
    */
   readonly keyTtlMs?: number;
   /**
-   * Every so often each subscribed room's head is compared with what was delivered (and its
-   * keys' TTL refreshed): a safety net under gap detection and reconnect repair. Default 10 s.
+   * Every so often each subscribed room's head is compared with what was delivered: a safety
+   * net under gap detection and reconnect repair (it catches a lost last message). A room that
+   * delivered a durable event within the last interval is skipped (that event showed its
+   * position); keys' TTLs are refreshed with it at most every `keyTtlMs / 4`. Default 10 s.
    */
   readonly positionCheckIntervalMs?: number;
   /** PING period and the answer time after which the bus reports `degraded`. Defaults 1 s, 2 s. */
@@ -81,6 +88,11 @@ interface RoomSubscription {
   /** Settles when the first sync reached the head. */
   ready: Promise<void>;
   closed: boolean;
+  /** `Date.now()` of the last durable event delivered (or sync), and of the last TTL refresh. */
+  deliveredAt: number;
+  refreshedAt: number;
+  /** A position check is in flight. */
+  checking: boolean;
 }
 
 interface ReadResult {
@@ -102,9 +114,13 @@ export class RedisRoomBus implements RoomBus {
   readonly #prefix: string;
   readonly #retention: RetentionOptions;
   readonly #keyTtlMs: number;
+  readonly #positionCheckIntervalMs: number;
   readonly #healthTimeoutMs: number;
   readonly #onListenerError: (error: unknown) => void;
   readonly #onError: (error: unknown, what: string) => void;
+  /** This bus instance in the rooms' `nodes` hashes (random: a restarted node is a new one). */
+  readonly #instance = randomBytes(6).toString('base64url');
+  readonly #ownEphemeral = `f|${this.#instance}|`;
   readonly #rooms = new Map<string, RoomSubscription>();
   readonly #byChannel = new Map<string, RoomSubscription>();
   readonly #statusListeners = new Set<(status: BusStatus) => void>();
@@ -120,6 +136,7 @@ export class RedisRoomBus implements RoomBus {
     if (/[{}]/.test(this.#prefix)) throw new RangeError('the Redis key prefix must not contain braces');
     this.#retention = options.retention;
     const positionCheckIntervalMs = options.positionCheckIntervalMs ?? 10_000;
+    this.#positionCheckIntervalMs = positionCheckIntervalMs;
     this.#keyTtlMs = options.keyTtlMs ?? Math.max(options.retention.maxAgeMs, 10 * 60_000);
     if (this.#keyTtlMs < 2 * positionCheckIntervalMs) {
       throw new RangeError('keyTtlMs must be at least twice positionCheckIntervalMs');
@@ -136,7 +153,13 @@ export class RedisRoomBus implements RoomBus {
     commands.on('error', onConnectionError);
     if (subscriber !== commands) subscriber.on('error', onConnectionError);
     commands.on('close', () => this.#setState('degraded'));
-    commands.on('ready', () => this.#checkHealth());
+    commands.on('ready', () => {
+      this.#checkHealth();
+      // Best effort: a script the server does not know is sent in full by the call that needs it.
+      for (const script of [CHECK_SCRIPT, READ_SCRIPT, PUBLISH_SCRIPT]) {
+        script.load(commands).catch(() => {});
+      }
+    });
     if (sharded) {
       subscriber.on('smessage', (channel: string, message: string) => this.#onMessage(channel, message));
       subscriber.on('subscribersReady', () => this.#resyncAll());
@@ -182,7 +205,9 @@ export class RedisRoomBus implements RoomBus {
     if (this.#state === 'degraded') throw new BusUnavailableError('Redis is unreachable');
     checkEventName(event);
     const prefix = framePrefix(event, data);
+    const room = this.#rooms.get(roomId);
     const call = publishCall({
+      instance: room ? this.#instance : '',
       keys: roomKeys(this.#prefix, roomId),
       candidateEpoch: newEpoch(),
       framePrefix: prefix,
@@ -193,16 +218,26 @@ export class RedisRoomBus implements RoomBus {
     });
     const [epoch, seq] = (await this.#command(() =>
       PUBLISH_SCRIPT.run(this.#connections.commands, call.keys, call.args),
-    )) as [string, number];
-    return { roomId, event, seq, epoch, frame: completeFrame(prefix, seq) };
+    )) as [string, number, number];
+    const published: BusEvent = { roomId, event, seq, epoch, frame: completeFrame(prefix, seq) };
+    // This node's listeners get it from the answer: the script sends the pub/sub message only when
+    // another node subscribes (a copy that also comes back here is dropped as already delivered).
+    const current = this.#rooms.get(roomId);
+    if (current) this.#accept(current, published);
+    return published;
   }
 
   async publishEphemeral(roomId: string, event: string, data: unknown): Promise<void> {
     checkEventName(event);
     const { channel } = roomKeys(this.#prefix, roomId);
-    const message = `e|${event}|${completeFrame(framePrefix(event, data))}`;
+    const frame = completeFrame(framePrefix(event, data));
+    // Marked with this instance: its own copy is dropped here, the listeners got it from the
+    // answer — on the commands connection, in order with this node's durable events.
+    const message = `f|${this.#instance}|${frame}`;
     const { commands, sharded } = this.#connections;
     await this.#command(() => (sharded ? commands.spublish(channel, message) : commands.publish(channel, message)));
+    const room = this.#rooms.get(roomId);
+    if (room) this.#accept(room, { roomId, event, frame });
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -248,6 +283,9 @@ export class RedisRoomBus implements RoomBus {
       resubscribe: true,
       ready: Promise.resolve(),
       closed: false,
+      deliveredAt: 0,
+      refreshedAt: 0,
+      checking: false,
     };
     this.#rooms.set(roomId, room);
     this.#byChannel.set(keys.channel, room);
@@ -277,7 +315,10 @@ export class RedisRoomBus implements RoomBus {
     if (this.#rooms.get(room.roomId) === room) this.#rooms.delete(room.roomId);
     if (this.#byChannel.get(room.keys.channel) === room) this.#byChannel.delete(room.keys.channel);
     if (this.#closed) return;
-    const { subscriber, sharded } = this.#connections;
+    const { commands, subscriber, sharded } = this.#connections;
+    // Before anything is awaited: a new subscription's read script (which stamps the entry again)
+    // goes down the same connection later.
+    commands.hdel(room.keys.nodes, this.#instance).catch(() => {}); // a stale entry only costs bytes
     // Sent at once, so a new subscription of the same room (sent later) wins on the connection.
     const unsubscribing = sharded
       ? subscriber.sunsubscribe(room.keys.channel)
@@ -289,11 +330,19 @@ export class RedisRoomBus implements RoomBus {
   #onMessage(channel: string, payload: string): void {
     const room = this.#byChannel.get(channel);
     if (!room) return;
+    // This node's own ephemeral event: delivered when Redis answered the PUBLISH.
+    if (payload.startsWith(this.#ownEphemeral)) return;
     const message = parseMessage(room.roomId, payload);
     if (!message) {
       this.#onError(new Error(`unreadable bus message on ${channel}`), 'reading a bus message');
       return;
     }
+    this.#accept(room, message);
+  }
+
+  /** A message for the room, from pub/sub or from this node's own publish. */
+  #accept(room: RoomSubscription, message: BusEvent): void {
+    if (room.closed) return;
     if (room.queue) {
       if (room.queue.length < MAX_QUEUED) room.queue.push(message);
       else if (message.seq !== undefined) room.again = true; // read back from the stream
@@ -312,6 +361,7 @@ export class RedisRoomBus implements RoomBus {
       if (message.seq <= room.seq) return true;
       if (message.seq !== room.seq + 1) return false;
       room.seq = message.seq;
+      room.deliveredAt = Date.now();
     }
     safeDeliver(room.listeners, message, this.#onListenerError);
     return true;
@@ -347,8 +397,12 @@ export class RedisRoomBus implements RoomBus {
       try {
         if (resubscribe) await this.#subscribeInRedis(room.keys.channel);
         const after = room.epoch === undefined ? -1 : room.seq;
-        const read = await this.#read(room.roomId, room.keys, after, room.epoch ?? '', true);
+        const startedAt = Date.now();
+        const read = await this.#read(room.roomId, room.keys, after, room.epoch ?? '', true, this.#instance);
         if (room.closed) return;
+        // The read script refreshed every key's TTL and showed the head.
+        room.refreshedAt = startedAt;
+        room.deliveredAt = startedAt;
         this.#catchUp(room, read);
       } catch (error) {
         if (room.epoch === undefined) throw error;
@@ -408,9 +462,41 @@ export class RedisRoomBus implements RoomBus {
     for (const room of this.#rooms.values()) this.#startSync(room, true);
   }
 
+  /**
+   * The periodic safety net: each room that delivered nothing within the last interval (or whose
+   * keys' TTLs are due) has its head compared with its delivered position by one small script
+   * (answer: 1 byte of payload); only a room that is behind runs a sync.
+   */
   #checkPositions(): void {
     if (this.#state !== 'ok') return;
-    for (const room of this.#rooms.values()) if (!room.syncing) this.#startSync(room, false);
+    const now = Date.now();
+    const refreshEveryMs = this.#keyTtlMs / 4;
+    for (const room of this.#rooms.values()) {
+      if (room.syncing || room.queue || room.checking || room.epoch === undefined) continue;
+      const refresh = now - room.refreshedAt >= refreshEveryMs;
+      if (!refresh && now - room.deliveredAt < this.#positionCheckIntervalMs) continue;
+      void this.#checkPosition(room, refresh, now);
+    }
+  }
+
+  async #checkPosition(room: RoomSubscription, refresh: boolean, now: number): Promise<void> {
+    room.checking = true;
+    try {
+      const args = [room.epoch ?? '', room.seq, refresh ? this.#keyTtlMs : 0, this.#instance];
+      const keys = [...allKeys(room.keys), room.keys.nodes];
+      const reply = await this.#command(() => CHECK_SCRIPT.run(this.#connections.commands, keys, args));
+      if (room.closed) return;
+      if (reply === 1) {
+        if (refresh) room.refreshedAt = now;
+      } else {
+        this.#startSync(room, false); // behind, or another epoch: the read script repairs (and refreshes)
+      }
+    } catch (error) {
+      // Redis trouble: the health check notices, and its return resyncs every room.
+      if (!this.#closed) this.#onError(error, "checking a room's position");
+    } finally {
+      room.checking = false;
+    }
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -429,21 +515,49 @@ export class RedisRoomBus implements RoomBus {
     return read.complete ? read.entries : null;
   }
 
+  async readBefore(roomId: string, query: HistoryQuery): Promise<HistoryPage> {
+    const keys = roomKeys(this.#prefix, roomId);
+    const args = [
+      query.beforeSeq ?? 0,
+      query.limit,
+      this.#retention.maxEvents,
+      this.#retention.maxAgeMs,
+      HISTORY_SCAN_MAX,
+      ...query.events,
+    ];
+    const reply = await this.#command(() =>
+      HISTORY_SCRIPT.run(this.#connections.commands, [keys.meta, keys.log], args),
+    );
+    return parseHistory(roomId, reply);
+  }
+
   async lastSeq(roomId: string): Promise<number> {
     return (await this.#read(roomId, roomKeys(this.#prefix, roomId), -1, '', false)).lastSeq;
   }
 
-  async #read(roomId: string, keys: RoomKeys, after: number, epoch: string, ensure: boolean): Promise<ReadResult> {
+  async #read(
+    roomId: string,
+    keys: RoomKeys,
+    after: number,
+    epoch: string,
+    ensure: boolean,
+    instance = '',
+  ): Promise<ReadResult> {
     const reply = await this.#command(() =>
-      READ_SCRIPT.run(this.#connections.commands, allKeys(keys), [
-        after,
-        epoch,
-        this.#retention.maxEvents,
-        this.#retention.maxAgeMs,
-        ensure ? '1' : '0',
-        newEpoch(),
-        this.#keyTtlMs,
-      ]),
+      READ_SCRIPT.run(
+        this.#connections.commands,
+        [...allKeys(keys), keys.nodes],
+        [
+          after,
+          epoch,
+          this.#retention.maxEvents,
+          this.#retention.maxAgeMs,
+          ensure ? '1' : '0',
+          newEpoch(),
+          this.#keyTtlMs,
+          instance,
+        ],
+      ),
     );
     return parseRead(roomId, reply);
   }
@@ -590,31 +704,69 @@ function isReplyError(error: unknown): error is Error {
   return error instanceof Error && error.name === 'ReplyError';
 }
 
-/** Event names travel between `|` separators. */
+/**
+ * Event names travel in the stream and, in the message format of earlier versions, between `|`
+ * separators; a name starting with `{` would read as a frame there.
+ */
 function checkEventName(event: string): void {
-  if (event.includes('|')) throw new RangeError(`event name ${JSON.stringify(event)} contains "|"`);
+  if (event.includes('|') || event.startsWith('{')) {
+    throw new RangeError(`event name ${JSON.stringify(event)} contains "|" or starts with "{"`);
+  }
 }
 
-/** `d|<epoch>|<seq>|<event>|<frame>` (durable) or `e|<event>|<frame>` (ephemeral). */
+/**
+ * `d|<epoch>|<seq>|<frame>` (durable) or `f|<publisher's bus instance>|<frame>` (ephemeral); the
+ * event name is read from the frame. Messages of earlier versions, `d|<epoch>|<seq>|<event>|<frame>` and `e|<event>|<frame>`
+ * (a frame starts with `{`, an event name never does), are read too: nodes of both versions share
+ * a room during a rolling upgrade.
+ */
 function parseMessage(roomId: string, payload: string): BusEvent | undefined {
+  if (payload.startsWith('f|')) {
+    const start = payload.indexOf('|', 2) + 1;
+    const event = start > 0 ? eventOfFrame(payload.slice(start)) : undefined;
+    return event === undefined ? undefined : { roomId, event, frame: payload.slice(start) };
+  }
   if (payload.startsWith('e|')) {
-    const end = payload.indexOf('|', 2);
-    return end < 0 ? undefined : { roomId, event: payload.slice(2, end), frame: payload.slice(end + 1) };
+    const body = withEvent(payload, 2);
+    return body && { roomId, ...body };
   }
   if (!payload.startsWith('d|')) return undefined;
   const epochEnd = payload.indexOf('|', 2);
   const seqEnd = epochEnd < 0 ? -1 : payload.indexOf('|', epochEnd + 1);
-  const eventEnd = seqEnd < 0 ? -1 : payload.indexOf('|', seqEnd + 1);
-  if (eventEnd < 0) return undefined;
+  if (seqEnd < 0) return undefined;
   const seq = Number(payload.slice(epochEnd + 1, seqEnd));
   if (!Number.isSafeInteger(seq)) return undefined;
-  return {
-    roomId,
-    event: payload.slice(seqEnd + 1, eventEnd),
-    seq,
-    epoch: payload.slice(2, epochEnd),
-    frame: payload.slice(eventEnd + 1),
-  };
+  const body = withEvent(payload, seqEnd + 1);
+  return body && { roomId, event: body.event, seq, epoch: payload.slice(2, epochEnd), frame: body.frame };
+}
+
+const FRAME_START = '{"event":"';
+
+/** The event and frame at `start` of a message: `<frame>`, or `<event>|<frame>` (earlier versions). */
+function withEvent(payload: string, start: number): { event: string; frame: string } | undefined {
+  if (payload.charCodeAt(start) !== 0x7b /* { */) {
+    const end = payload.indexOf('|', start);
+    return end < 0 ? undefined : { event: payload.slice(start, end), frame: payload.slice(end + 1) };
+  }
+  const frame = payload.slice(start);
+  const event = eventOfFrame(frame);
+  return event === undefined ? undefined : { event, frame };
+}
+
+/** The event name of a frame (`encodeFrame` puts it first), without parsing the rest. */
+function eventOfFrame(frame: string): string | undefined {
+  if (frame.startsWith(FRAME_START)) {
+    const end = frame.indexOf('"', FRAME_START.length);
+    const name = end < 0 ? '' : frame.slice(FRAME_START.length, end);
+    if (end >= 0 && !name.includes('\\')) return name;
+  }
+  try {
+    const parsed: unknown = JSON.parse(frame);
+    const event = typeof parsed === 'object' && parsed !== null ? (parsed as { event?: unknown }).event : undefined;
+    return typeof event === 'string' ? event : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The reply of the read script: `{epoch or nil, lastSeq, complete, seq, event, frame, …}`. */
@@ -632,6 +784,17 @@ function parseRead(roomId: string, reply: unknown): ReadResult {
     });
   }
   return { epoch, lastSeq: Number(reply[1]), complete: reply[2] === 1, entries };
+}
+
+/** The reply of the history script: `{epoch or nil, hasMore, nextBeforeSeq, truncated, seq, event, frame, …}`. */
+function parseHistory(roomId: string, reply: unknown): HistoryPage {
+  if (!Array.isArray(reply) || reply.length < 4) throw new Error('unexpected reply of the history script');
+  const epoch = reply[0] === null ? '' : String(reply[0]);
+  const events: HistoryPage['events'][number][] = [];
+  for (let i = reply.length - 3; i >= 4; i -= 3) {
+    events.push({ roomId, event: String(reply[i + 1]), seq: Number(reply[i]), epoch, frame: String(reply[i + 2]) });
+  }
+  return { epoch, events, hasMore: reply[1] === 1, nextBeforeSeq: Number(reply[2]), truncated: reply[3] === 1 };
 }
 
 /** 72 random bits: distinct enough between a room's epochs, short in every pub/sub message. */

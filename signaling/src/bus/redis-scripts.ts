@@ -5,6 +5,7 @@
  * shard that holds the room. `docs/cluster.md` describes the layout.
  */
 import { createHash } from 'node:crypto';
+import { Cluster } from 'ioredis';
 import type { RedisClient } from './redis-connections.js';
 
 /** The keys and the channel of one room. */
@@ -19,6 +20,12 @@ export interface RoomKeys {
   readonly sessions: string;
   readonly bans: string;
   readonly roles: string;
+  /**
+   * Hash bus instance → Redis time (ms) it last confirmed it subscribes to the room: the publish
+   * script sends the pub/sub message only when another instance subscribes (the publisher's own
+   * instance delivers from the script's answer). Entries older than the key TTL are ignored.
+   */
+  readonly nodes: string;
   /** The pub/sub channel (a shard channel on a Cluster). */
   readonly channel: string;
 }
@@ -33,11 +40,16 @@ export function roomKeys(prefix: string, roomId: string): RoomKeys {
     sessions: `${base}:sessions`,
     bans: `${base}:bans`,
     roles: `${base}:roles`,
+    nodes: `${base}:nodes`,
     channel: `${base}:ch`,
   };
 }
 
-/** Every key of a room, in the order the `read` and `drop` scripts expect them. */
+/**
+ * Every key of a room but `nodes`, in the order the `read`, `check` and `drop` scripts expect them
+ * (the first two take `nodes` after them; dropping a room leaves it to expire: it says who
+ * subscribes, not what the room holds).
+ */
 export function allKeys(keys: RoomKeys): string[] {
   return [keys.meta, keys.log, keys.presence, keys.sessions, keys.bans, keys.roles];
 }
@@ -50,6 +62,16 @@ export class LuaScript {
   constructor(source: string) {
     this.source = source;
     this.sha = createHash('sha1').update(source).digest('hex');
+  }
+
+  /**
+   * Loads the script on the server (every master of a Cluster), so that the first wave of calls
+   * after a (re)connect — one per subscribed room, at once — does not fail `NOSCRIPT` and send the
+   * source in full once each.
+   */
+  async load(client: RedisClient): Promise<void> {
+    const servers = client instanceof Cluster ? client.nodes('master') : [client];
+    await Promise.all(servers.map((server) => server.script('LOAD', this.source)));
   }
 
   async run(client: RedisClient, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
@@ -80,20 +102,32 @@ end
 
 /**
  * Numbers, logs and publishes one durable event, atomically.
- * KEYS: meta, log. ARGV: channel, candidate epoch, frame prefix, event name, max events, key TTL
- * ms, publish command (`publish` or `spublish`). Returns `{epoch, seq}`. The pub/sub message is
- * `d|<epoch>|<seq>|<event>|<frame>`; the frame is the prefix plus `,"seq":N}`, as `completeFrame`.
+ * KEYS: meta, log, nodes. ARGV: channel, candidate epoch, frame prefix, event name, max events,
+ * key TTL ms, publish command (`publish` or `spublish`), the publisher's bus instance ('' when it
+ * does not subscribe to the room). Returns `{epoch, seq, published (0/1)}`. The pub/sub message
+ * is `d|<epoch>|<seq>|<frame>` (the event name is the frame's first field, read from there); the
+ * frame is the prefix plus `,"seq":N}`, as `completeFrame`. It is sent only when an instance other
+ * than the publisher's subscribes (a fresh entry in `nodes`; stale ones are removed).
  */
 export const PUBLISH_SCRIPT = new LuaScript(`${NOW_MS}${NEW_EPOCH}
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then epoch = new_epoch(KEYS[1], KEYS[2], ARGV[2]) end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 local frame = ARGV[3] .. ',"seq":' .. seq .. '}'
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], seq .. '-0', 't', tostring(now_ms()), 'e', ARGV[4], 'f', frame)
+local now = now_ms()
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], seq .. '-0', 't', tostring(now), 'e', ARGV[4], 'f', frame)
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
-redis.call(ARGV[7], ARGV[1], 'd|' .. epoch .. '|' .. seq .. '|' .. ARGV[4] .. '|' .. frame)
-return {epoch, seq}
+local others = 0
+local stamps = redis.call('HGETALL', KEYS[3])
+for i = 1, #stamps, 2 do
+  if stamps[i] ~= ARGV[8] then
+    if tonumber(stamps[i + 1]) + tonumber(ARGV[6]) > now then others = 1
+    else redis.call('HDEL', KEYS[3], stamps[i]) end
+  end
+end
+if others == 1 then redis.call(ARGV[7], ARGV[1], 'd|' .. epoch .. '|' .. seq .. '|' .. frame) end
+return {epoch, seq, others}
 `);
 
 export interface PublishRequest {
@@ -105,12 +139,14 @@ export interface PublishRequest {
   readonly maxEvents: number;
   readonly keyTtlMs: number;
   readonly sharded: boolean;
+  /** The publisher's bus instance when it subscribes to the room (it delivers from the answer). */
+  readonly instance?: string;
 }
 
 /** The keys and arguments of {@link PUBLISH_SCRIPT}. */
 export function publishCall(request: PublishRequest): { keys: string[]; args: string[] } {
   return {
-    keys: [request.keys.meta, request.keys.log],
+    keys: [request.keys.meta, request.keys.log, request.keys.nodes],
     args: [
       request.keys.channel,
       request.candidateEpoch,
@@ -119,16 +155,18 @@ export function publishCall(request: PublishRequest): { keys: string[]; args: st
       String(request.maxEvents),
       String(request.keyTtlMs),
       request.sharded ? 'spublish' : 'publish',
+      request.instance ?? '',
     ],
   };
 }
 
 /**
  * Reads a room's head and the retained durable events after a seq.
- * KEYS: {@link allKeys}. ARGV: after seq (-1: the head only), known epoch ('' for any), max
- * events, max age ms, ensure ('1': start an epoch when there is none, restart it when Redis holds
- * fewer events than the caller already saw under it, refresh every key's TTL), candidate epoch,
- * key TTL ms. Returns `{epoch or nil, lastSeq, complete (0/1), seq, event, frame, seq, …}`:
+ * KEYS: {@link allKeys}, nodes. ARGV: after seq (-1: the head only), known epoch ('' for any),
+ * max events, max age ms, ensure ('1': start an epoch when there is none, restart it when Redis
+ * holds fewer events than the caller already saw under it, refresh every key's TTL), candidate
+ * epoch, key TTL ms, the caller's bus instance when it subscribes ('': it does not; with ensure,
+ * its entry in `nodes` is stamped). Returns `{epoch or nil, lastSeq, complete (0/1), seq, event, frame, seq, …}`:
  * events of the current epoch after `after` (after 0 when the known epoch is another), oldest
  * first; `complete` when they start right after `after`. An event counts as retained while it is
  * among the newest `max events` and younger than `max age`.
@@ -143,6 +181,7 @@ if ARGV[5] == '1' then
     epoch = new_epoch(KEYS[1], KEYS[2], ARGV[6])
     last = 0
   end
+  if ARGV[8] ~= '' then redis.call('HSET', KEYS[7], ARGV[8], tostring(now_ms())) end
   for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[7]) end
 end
 if not epoch then
@@ -168,6 +207,23 @@ for _, entry in ipairs(redis.call('XRANGE', KEYS[2], tostring(start), '+')) do
 end
 if first == after + 1 then out[3] = 1 end
 return out
+`);
+
+/**
+ * The periodic position check of one subscribed room, cheap when nothing is amiss.
+ * KEYS: {@link allKeys}, nodes. ARGV: the epoch and `seq` the node delivered, key TTL ms ('0':
+ * no refresh due), the caller's bus instance. Returns 1 when the room's head is that position
+ * (and, when asked, stamps the instance's entry in `nodes` and refreshes every key's TTL), 0
+ * otherwise: the caller then syncs with the read script, which repairs.
+ */
+export const CHECK_SCRIPT = new LuaScript(`${NOW_MS}
+local meta = redis.call('HMGET', KEYS[1], 'epoch', 'seq')
+if meta[1] ~= ARGV[1] or tonumber(meta[2] or '0') ~= tonumber(ARGV[2]) then return 0 end
+if ARGV[3] ~= '0' then
+  redis.call('HSET', KEYS[7], ARGV[4], tostring(now_ms()))
+  for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[3]) end
+end
+return 1
 `);
 
 /**
@@ -206,4 +262,62 @@ local at, value = string.match(stored, '^(%d+)|(.*)$')
 at = tonumber(at)
 if at > 0 and at <= now_ms() then return false end
 return value
+`);
+
+/**
+ * A page of a room's history: the newest retained entries of the current epoch before a seq whose
+ * event name is wanted, walking back with `XREVRANGE` through at most `scan max` entries.
+ * KEYS: meta, log. ARGV: before seq (0: from the newest), limit, max events, max age ms, scan
+ * max, wanted event names…. Returns `{epoch or nil, hasMore (0/1), next before seq, truncated
+ * (0/1), seq, event, frame, seq, …}`, newest first. Retention is the read script's: an entry
+ * counts while it is among the newest `max events` and younger than `max age`.
+ */
+export const HISTORY_SCRIPT = new LuaScript(`${NOW_MS}
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then return {false, 0, 0, 0} end
+local last = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
+local cutoff = now_ms() - tonumber(ARGV[4])
+local lowest = math.max(1, last - tonumber(ARGV[3]) + 1)
+local truncated = 0
+if lowest > 1 then truncated = 1
+elseif last > 0 then
+  local first = redis.call('XRANGE', KEYS[2], '1-0', '1-0')
+  if #first == 0 or tonumber(first[1][2][2]) < cutoff then truncated = 1 end
+end
+local wanted = {}
+for i = 6, #ARGV do wanted[ARGV[i]] = true end
+local limit = tonumber(ARGV[2])
+local budget = tonumber(ARGV[5])
+local cursor = last
+local before = tonumber(ARGV[1])
+if before > 0 and before - 1 < cursor then cursor = before - 1 end
+local out = {epoch, 0, 0, truncated}
+local found = 0
+local next_before = 0
+local done = false
+while not done and cursor >= lowest do
+  local batch = redis.call('XREVRANGE', KEYS[2], tostring(cursor), tostring(lowest), 'COUNT', 100)
+  if #batch == 0 then break end
+  for _, entry in ipairs(batch) do
+    local fields = entry[2]
+    local seq = tonumber(string.match(entry[1], '^(%d+)'))
+    if tonumber(fields[2]) < cutoff then done = true break end
+    if budget == 0 or (found == limit and wanted[fields[4]]) then
+      out[2] = 1
+      done = true
+      break
+    end
+    budget = budget - 1
+    if wanted[fields[4]] then
+      found = found + 1
+      out[#out + 1] = seq
+      out[#out + 1] = fields[4]
+      out[#out + 1] = fields[6]
+    end
+    next_before = seq
+    cursor = seq - 1
+  end
+end
+out[3] = next_before
+return out
 `);

@@ -10,6 +10,8 @@ export interface LoggedEvent {
   readonly ts: number;
   /** The encoded notification frame, exactly as sent to sockets. */
   readonly frame: string;
+  /** The event's name, when the appender gave it. */
+  readonly event?: string;
 }
 
 export interface ReplayLogOptions {
@@ -56,10 +58,19 @@ export class ReplayLog {
     return this.#buffer.length;
   }
 
+  /** The seq of the oldest retained event (`lastSeq + 1` when none is retained). */
+  get oldestSeq(): number {
+    this.#evictExpired();
+    return this.#lastSeq - this.#size + 1;
+  }
+
   /** Assigns the next seq to an event built by `encode(seq)` and stores it. */
-  append(encode: (seq: number) => string): LoggedEvent {
+  append(encode: (seq: number) => string, event?: string): LoggedEvent {
     const seq = this.#lastSeq + 1;
-    const entry: LoggedEvent = { seq, ts: this.#now(), frame: encode(seq) };
+    const entry: LoggedEvent =
+      event === undefined
+        ? { seq, ts: this.#now(), frame: encode(seq) }
+        : { seq, ts: this.#now(), frame: encode(seq), event };
     this.#push(entry);
     return entry;
   }
@@ -77,6 +88,13 @@ export class ReplayLog {
     const out: LoggedEvent[] = [];
     for (let i = afterSeq + 1 - oldestSeq; i < this.#size; i++) out.push(this.#at(i));
     return out;
+  }
+
+  /** Retained events with seq < `beforeSeq`, newest first. */
+  *newestFirst(beforeSeq: number): Generator<LoggedEvent> {
+    this.#evictExpired();
+    const oldestSeq = this.#lastSeq - this.#size + 1;
+    for (let seq = Math.min(beforeSeq - 1, this.#lastSeq); seq >= oldestSeq; seq--) yield this.#at(seq - oldestSeq);
   }
 
   /** The i-th oldest retained entry. */

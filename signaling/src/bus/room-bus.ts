@@ -64,6 +64,33 @@ export interface RetentionOptions {
   readonly maxAgeMs: number;
 }
 
+/** What {@link RoomBus.readBefore} looks for. */
+export interface HistoryQuery {
+  /** Only events with a smaller `seq`; undefined: from the newest. */
+  readonly beforeSeq?: number | undefined;
+  /** At most this many events. */
+  readonly limit: number;
+  /** The event names wanted; every other event is skipped. */
+  readonly events: ReadonlySet<string>;
+}
+
+/** A page of a room's retained history, from its current epoch. */
+export interface HistoryPage {
+  /** The room's epoch ('' when it has none yet). */
+  readonly epoch: string;
+  /** Oldest first. */
+  readonly events: readonly (BusEvent & { readonly seq: number; readonly epoch: string })[];
+  /** Older matching events may still be retained: ask again with `beforeSeq: nextBeforeSeq`. */
+  readonly hasMore: boolean;
+  /** Where the next (older) page starts; meaningful when `hasMore`. */
+  readonly nextBeforeSeq: number;
+  /** Retention already dropped events of this epoch (its oldest retained `seq` is above 1). */
+  readonly truncated: boolean;
+}
+
+/** Log entries a single {@link RoomBus.readBefore} looks at, at most (bounded work per call). */
+export const HISTORY_SCAN_MAX = 2000;
+
 export interface BusStatus {
   readonly kind: 'local' | 'redis';
   /** `degraded` while the shared store is unreachable; rooms local to the node keep working. */
@@ -111,6 +138,12 @@ export interface RoomBus {
    * `afterSeq` is ahead of the log, or when `epoch` is given and is not the room's epoch.
    */
   readAfter(roomId: string, afterSeq: number, epoch?: string): Promise<BusEvent[] | null>;
+  /**
+   * The newest retained events of the room's current epoch named in `query.events`, before
+   * `query.beforeSeq`: at most `query.limit`, oldest first, frames as delivered. Looks at no more
+   * than {@link HISTORY_SCAN_MAX} log entries; `hasMore` says whether older ones may match.
+   */
+  readBefore(roomId: string, query: HistoryQuery): Promise<HistoryPage>;
   /** The room's newest `seq` (0 when it has none). */
   lastSeq(roomId: string): Promise<number>;
   presence: {

@@ -15,6 +15,7 @@ import type { RateLimits, RateLimitRejection } from '../rate-limits.js';
 import type { AccessClaims, TokenVerifier } from '../auth/tokens.js';
 import { requestEnvelopeSchema, type RequestId, type Role } from '../protocol/common.js';
 import { findMethod } from '../protocol/index.js';
+import { EncodedResult } from '../protocol/method.js';
 import type { EphemeralEventName, EventData } from '../protocol/notifications.js';
 import type { HandlerContext, HandlerSession } from '../protocol/context.js';
 import type { RoomService } from '../rooms/room-service.js';
@@ -271,7 +272,8 @@ export class ClientSession implements HandlerSession {
       const result = await this.#traced(method, envelope.data.traceparent, () =>
         definition.handle(this.#context(), input.data),
       );
-      this.#respond(`{"id":${JSON.stringify(id)},"ok":true,"data":${JSON.stringify(result ?? {})}}`);
+      const encoded = result instanceof EncodedResult ? result.json : JSON.stringify(result ?? {});
+      this.#respond(`{"id":${JSON.stringify(id)},"ok":true,"data":${encoded}}`);
     } catch (error) {
       const body = toErrorBody(error);
       outcome = body.code;

@@ -9,6 +9,7 @@ import type { Config } from '../config.js';
 import type { RoomConnection } from '../rooms/room-connection.js';
 import type { AlertRooms } from './alert.js';
 import type { ChatRooms } from './chat.js';
+import type { HistoryRooms } from './history.js';
 import type { ModerationRooms } from './moderation.js';
 import type { RoomMembership } from './room.js';
 import type { RefreshableSession } from './session.js';
@@ -18,7 +19,7 @@ import type { MediaHandlers } from './sfu.js';
 export interface HandlerSession extends RoomConnection, RefreshableSession {}
 
 /** What the room, chat, alert and moderation handlers ask of the room service. */
-export interface RoomHandlers extends RoomMembership, ChatRooms, AlertRooms, ModerationRooms {}
+export interface RoomHandlers extends RoomMembership, HistoryRooms, ChatRooms, AlertRooms, ModerationRooms {}
 
 export type { MediaHandlers };
 

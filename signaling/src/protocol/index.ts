@@ -6,6 +6,7 @@ import type { z } from 'zod';
 import { alertMethods } from './alert.js';
 import { chatMethods } from './chat.js';
 import type { HandlerContext } from './context.js';
+import { historyMethods } from './history.js';
 import { moderationMethods } from './moderation.js';
 import { roomMethods } from './room.js';
 import { sessionMethods } from './session.js';
@@ -14,6 +15,7 @@ import type { MethodDefinition } from './method.js';
 
 export const METHODS = {
   ...roomMethods,
+  ...historyMethods,
   ...sessionMethods,
   ...chatMethods,
   ...alertMethods,

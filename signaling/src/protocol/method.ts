@@ -14,7 +14,25 @@ export interface MethodDefinition<D extends z.ZodType, R extends z.ZodType, C = 
   readonly roles: 'all' | readonly Role[];
   readonly data: D;
   readonly result: R;
-  readonly handle: (ctx: C, data: z.output<D>) => Promise<z.input<R>> | z.input<R>;
+  readonly handle: (
+    ctx: C,
+    data: z.output<D>,
+  ) => Promise<z.input<R> | EncodedResult<z.input<R>>> | z.input<R> | EncodedResult<z.input<R>>;
+}
+
+/**
+ * A result already encoded as JSON, written into the response as is: a handler that serves
+ * stored frames (`room.history`) builds it from them instead of encoding them again. `T` is the
+ * result it encodes.
+ */
+export class EncodedResult<T> {
+  readonly json: string;
+  /** Never set: ties the encoded text to the type it encodes. */
+  declare readonly encodes?: T;
+
+  constructor(json: string) {
+    this.json = json;
+  }
 }
 
 /** Identity helper that keeps a method's schema and handler types tied together. */

@@ -10,7 +10,8 @@
  *
  * This class is the facade the handlers and the node use; each concern lives in its own module:
  * joins and resumes (`room-joins.ts`), members, leaving and the resume grace (`room-members.ts`),
- * chat and alerts (`room-messages.ts`), moderation (`room-moderation.ts`), a room's life
+ * chat and alerts (`room-messages.ts`) and their history (`room-history.ts`), moderation
+ * (`room-moderation.ts`), a room's life
  * (`room-lifecycle.ts`), large-room counts (`participant-counts.ts`), presence repair
  * (`presence-repair.ts`) and the cluster's requests and dead nodes (`room-cluster.ts`).
  */
@@ -20,6 +21,8 @@ import type { RoomBus } from '../bus/room-bus.js';
 import type { Participant, Role } from '../protocol/common.js';
 import type { AlertPublishData } from '../protocol/alert.js';
 import type { JoinData, JoinResult } from '../protocol/room.js';
+import type { HistoryData, HistoryResult } from '../protocol/history.js';
+import type { EncodedResult } from '../protocol/method.js';
 import type { DurableEventName, EphemeralEventName, EventData } from '../protocol/notifications.js';
 import type { RoomHandlers } from '../protocol/context.js';
 import type { NodeMetrics } from '../metrics.js';
@@ -37,6 +40,7 @@ import { PresenceRepair } from './presence-repair.js';
 import { RoomLifecycle } from './room-lifecycle.js';
 import { RoomJoins } from './room-joins.js';
 import { publishAlert, sendChat } from './room-messages.js';
+import { readHistory } from './room-history.js';
 import { RoomModeration } from './room-moderation.js';
 import { RoomClusterHandlers } from './room-cluster.js';
 
@@ -142,6 +146,11 @@ export class RoomService implements RoomHandlers {
   /** `room.leave`, or the socket closed: leave now, or after the resume grace. */
   leave(connection: RoomConnection, reason: 'left' | 'disconnected'): Promise<void> {
     return this.#members.leave(connection, reason);
+  }
+
+  /** `room.history`: a page of the room's retained chat and alerts. */
+  async history(connection: RoomConnection, data: HistoryData): Promise<EncodedResult<HistoryResult>> {
+    return readHistory(this.#ctx, this.#members.membershipOf(connection), data);
   }
 
   /** `chat.send`: a chat message from the connection's participant. */

@@ -3,13 +3,15 @@
  * demo page as a presenter (fake camera and microphone) and as a trader. The trader's page waits
  * for the presenter, decodes the presenter's video (framesDecoded > 0 and growing) at the
  * simulcast layer that fits its element or the one the viewer picks, offers a click to unmute
- * blocked audio, and sees a chat message and an alert. Neither page logs an error or gets a 4xx.
+ * blocked audio, and sees a chat message and an alert; a trader who joins late sees the last
+ * alerts and chat marked as earlier. Neither page logs an error or gets a 4xx.
  */
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestNode, type TestNode } from '../../test-support/harness.js';
+import { joinRaw } from '../../test-support/room-helpers.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CHROMIUM = '/usr/bin/chromium';
@@ -186,4 +188,39 @@ describe('demo page in a real browser', () => {
     await expect.poll(() => audio(blocked), { timeout: 5000 }).toEqual({ playing: true, shown: false });
     expect(problems).toEqual([]);
   });
+
+  it(
+    'shows the last alerts and chat on join, marked as earlier, then live ones below',
+    { timeout: 60_000 },
+    async () => {
+      const { raw: desk } = await joinRaw(t, 'desk', { roomId: 'history-room', role: 'presenter', name: 'Desk' });
+      for (const symbol of ['TSLA', 'NVDA']) {
+        expect(await desk.request('alert.publish', { symbol, action: 'sell', note: 'earlier call' })).toMatchObject({
+          ok: true,
+        });
+      }
+      expect(await desk.request('chat.send', { text: 'good morning' })).toMatchObject({ ok: true });
+
+      const trader = await open('late-trader', 'trader', 'history-room');
+      await trader.waitForSelector('#alerts li.separator:has-text("Earlier")', { timeout: 10_000 });
+      const earlierAlerts = await trader.$$eval('#alerts li.alert.earlier', (items) =>
+        items.map((li) => li.textContent),
+      );
+      expect(earlierAlerts).toEqual(['SELL TSLA — earlier call (Desk)', 'SELL NVDA — earlier call (Desk)']);
+      expect(await trader.$$eval('#chat li.earlier', (items) => items.map((li) => li.textContent))).toEqual([
+        'Desk: good morning',
+      ]);
+
+      expect(await desk.request('alert.publish', { symbol: 'AMD', action: 'buy' })).toMatchObject({ ok: true });
+      const live = await trader.waitForSelector('#alerts li.alert.buy:has-text("AMD")', { timeout: 5000 });
+      expect(await live.evaluate((li) => li.classList.contains('earlier'))).toBe(false);
+      expect(await trader.$$eval('#alerts li', (items) => items.map((li) => li.textContent))).toEqual([
+        'Earlier',
+        'SELL TSLA — earlier call (Desk)',
+        'SELL NVDA — earlier call (Desk)',
+        'BUY AMD (Desk)',
+      ]);
+      expect(problems).toEqual([]);
+    },
+  );
 });

@@ -2,7 +2,8 @@
  * The SDK as an integrator gets it: `npm pack` of `@trading-room/client`, installed offline from
  * the tarball into a fresh project outside the repository, a strict TypeScript program on the
  * core and `./node` entries type-checked with the repository's compiler and run against a real
- * node, and the core bundled for the browser without Node built-ins.
+ * node, a browser program on the `./media` entry type-checked, and the core and the media entry
+ * bundled for the browser without Node built-ins.
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -70,6 +71,47 @@ export function misuse(client: TradingRoomClient): void {
 }
 `;
 
+/** A browser page on the media entry: type-checked only (WebRTC runs in the browser tests). */
+const MEDIA_TS = `
+import { TradingRoomClient } from '@trading-room/client';
+import {
+  MediaSession,
+  PermissionDeniedError,
+  TransportFailedError,
+  type MediaState,
+  type Quality,
+  type RemoteTrack,
+} from '@trading-room/client/media';
+
+export async function page(url: string, token: () => Promise<string>, stage: HTMLVideoElement): Promise<MediaState> {
+  const client = new TradingRoomClient({ url, token });
+  const media = new MediaSession(client, { quality: 'auto' });
+  media.on('trackadded', (track: RemoteTrack) => {
+    if (track.kind === 'video') track.attach(stage);
+    else track.attach();
+  });
+  media.on('qualitychanged', (track) => console.log(track.layers?.requestedLayer, track.layers?.receivedLayer));
+  media.on('error', (error) => {
+    if (error instanceof TransportFailedError) console.log(error.hint);
+  });
+  const joined = await client.connect();
+  if (joined.role === 'presenter') {
+    const camera = await media.publishCamera().catch((error: unknown) => {
+      if (error instanceof PermissionDeniedError) return undefined;
+      throw error;
+    });
+    if (camera) await media.mute(camera.source);
+  }
+  const quality: Quality = 'low';
+  media.setQuality(quality);
+  // @ts-expect-error not a quality
+  media.setQuality('ultra');
+  // @ts-expect-error not a media event
+  media.on('trackgone', () => {});
+  return media.state;
+}
+`;
+
 const RUN_MJS = `
 import { main } from './main.ts';
 console.log(JSON.stringify(await main(process.argv[2], process.argv[3])));
@@ -88,7 +130,7 @@ const TSCONFIG = {
     allowImportingTsExtensions: true,
     types: [],
   },
-  files: ['main.ts', 'quick-start.ts'],
+  files: ['main.ts', 'quick-start.ts', 'media.ts'],
 };
 
 /** The first TypeScript block of a README's quick start. */
@@ -96,6 +138,36 @@ function quickStart(readme: string): string {
   const match = /## (?:Quick start|The client SDK)\n[\s\S]*?```ts\n([\s\S]*?)```/.exec(readme);
   if (!match) throw new Error('no quick start in the README');
   return match[1]!;
+}
+
+/**
+ * Packs `name` and its dependencies, transitively, from the repository's node_modules into
+ * `into`; returns install specs (`<name as depended on>@file:./<tarball>`, so aliases resolve).
+ */
+async function dependencyTarballs(into: string, name: string): Promise<string[]> {
+  const seen: string[] = [];
+  const queue = [name];
+  while (queue.length > 0) {
+    const next = queue.shift()!;
+    if (seen.includes(next)) continue;
+    seen.push(next);
+    const manifest = JSON.parse(await readFile(join(ROOT, 'node_modules', next, 'package.json'), 'utf8')) as {
+      dependencies?: Record<string, string>;
+    };
+    queue.push(...Object.keys(manifest.dependencies ?? {}));
+  }
+  const packed = JSON.parse(
+    await npm(
+      into,
+      'pack',
+      ...seen.map((dep) => join(ROOT, 'node_modules', dep)),
+      '--json',
+      '--ignore-scripts',
+      '--pack-destination',
+      into,
+    ),
+  ) as { filename: string }[];
+  return packed.map((p, i) => `${seen[i]}@file:./${p.filename}`);
 }
 
 let project: string;
@@ -126,8 +198,19 @@ beforeAll(async () => {
       project,
     ),
   ) as { filename: string }[];
+  // The media entry's dependency and what it needs, from the repository's copies as well.
+  const dependencies = await dependencyTarballs(project, 'mediasoup-client');
   await writeFile(join(project, 'package.json'), JSON.stringify({ name: 'integrator', private: true, type: 'module' }));
-  await npm(project, 'install', `./${packed!.filename}`, `./${ws!.filename}`, '--offline', '--ignore-scripts');
+  await npm(
+    project,
+    'install',
+    `./${packed!.filename}`,
+    `./${ws!.filename}`,
+    ...dependencies,
+    '--offline',
+    '--ignore-scripts',
+  );
+  await writeFile(join(project, 'media.ts'), MEDIA_TS);
   await writeFile(join(project, 'main.ts'), MAIN_TS);
   await writeFile(join(project, 'run.mjs'), RUN_MJS);
   const readme = await readFile(join(PACKAGE_DIR, 'README.md'), 'utf8');
@@ -146,7 +229,10 @@ describe('the @trading-room/client package', () => {
       await readFile(join(project, 'node_modules/@trading-room/client/package.json'), 'utf8'),
     ) as { version: string; dependencies?: Record<string, string> };
     expect(installed.version).toBe(root.version);
-    expect(installed.dependencies ?? {}).toEqual({});
+    // Only the media entry has a dependency; the core and `./node` use none of it.
+    expect(installed.dependencies ?? {}).toEqual({ 'mediasoup-client': '3.24.1' });
+    expect(tarballFiles).toContain('dist/media.js');
+    expect(tarballFiles).toContain('dist/media.d.ts');
     expect(tarballFiles).toContain('dist/index.js');
     expect(tarballFiles).toContain('dist/index.d.ts');
     expect(tarballFiles).toContain('dist/node.js');
@@ -163,7 +249,7 @@ describe('the @trading-room/client package', () => {
     expect(own).toContain("from '@trading-room/client'");
   });
 
-  it('type-checks a strict program and the quick start on the core and the Node entry, without Node types', async () => {
+  it('type-checks a strict program and the quick start on the core, the Node and the media entries, without Node types', async () => {
     const tsc = join(ROOT, 'node_modules/typescript/bin/tsc');
     const result = await run(process.execPath, [tsc, '-p', 'tsconfig.json'], { cwd: project, env: ENV }).catch(
       (error: { stdout: string; code: number }) => ({ stdout: error.stdout, code: error.code }),
@@ -218,5 +304,28 @@ describe('the @trading-room/client package', () => {
     const code = result.outputFiles[0]!.text;
     expect(code).not.toMatch(/\brequire\(|["']node:/);
     expect(code).toContain('"v1"');
+  });
+});
+
+describe('the media entry in a browser bundle', () => {
+  it('bundles with mediasoup-client and without Node built-ins', async () => {
+    const result = await build({
+      absWorkingDir: project,
+      stdin: {
+        contents: "import { MediaSession } from '@trading-room/client/media'; console.log(MediaSession);",
+        resolveDir: project,
+        loader: 'ts',
+      },
+      bundle: true,
+      platform: 'browser',
+      format: 'esm',
+      write: false,
+      metafile: true,
+      logLevel: 'silent',
+    });
+    expect(result.errors).toEqual([]);
+    const inputs = Object.keys(result.metafile.inputs);
+    expect(inputs.some((input) => input.startsWith('node_modules/mediasoup-client/'))).toBe(true);
+    expect(result.outputFiles[0]!.text).not.toMatch(/["']node:/);
   });
 });

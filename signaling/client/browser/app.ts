@@ -1,21 +1,15 @@
 /**
  * The demo page: join with `?token=` as a presenter (share camera, microphone, screen; publish
  * alerts) or as a trader (watch, chat, see alerts), with the connection state always shown.
- * Bundled by esbuild into dist/web/app.js; uses mediasoup-client and the project's SDK.
+ * Bundled by esbuild into dist/web/app.js. It uses only the SDK's public API — the core client
+ * (`@trading-room/client`) and its media entry (`@trading-room/client/media`) — and is the
+ * example an integrator reads.
  */
-import { Device } from 'mediasoup-client';
-import type { Consumer, Producer, RtpCapabilities, RtpParameters, Transport } from 'mediasoup-client/types';
-import { TradingRoomClient, type EventData, type JoinResult } from '../index.js';
-import { VideoLayers, type Quality } from './video-layers.js';
+import { RoomTimeline, TradingRoomClient, type EventData, type JoinResult, type TimelineEntry } from '../index.js';
+import { MediaSession, type MediaSource, type Quality, type RemoteTrack } from '../media.js';
 
-type Source = 'camera' | 'microphone' | 'screen' | 'screen-audio';
-
-const SIMULCAST = [
-  { scaleResolutionDownBy: 4, maxBitrate: 150_000 },
-  { scaleResolutionDownBy: 2, maxBitrate: 500_000 },
-  { scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
-];
 const layerEvents: EventData<'consumer.layersChanged'>[] = [];
+const mediaStates: string[] = [];
 
 const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
 const token = new URLSearchParams(location.search).get('token') ?? '';
@@ -23,22 +17,11 @@ const client = new TradingRoomClient({
   url: `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`,
   token,
 });
+const media = new MediaSession(client);
 
-let device: Device | undefined;
-let sendTransport: Transport | undefined;
-let recvTransport: Transport | undefined;
-const producers = new Map<Source, Producer>();
-/** What the page shows for one consumer: its element (in a tile for video) and, for video, its layers. */
-interface Remote {
-  consumer: Consumer;
-  producerId: string;
-  element: HTMLMediaElement;
-  shown: HTMLElement;
-  layers?: VideoLayers;
-}
-const consumers = new Map<string, Remote>();
 const participants = new Map<string, { name: string; role: string }>();
 let selfId = '';
+let mediaOff = false;
 
 function showError(error: unknown): void {
   $('error').textContent = error instanceof Error ? error.message : String(error);
@@ -69,7 +52,7 @@ client.on('state', (state) => {
   el.dataset.state = state;
 });
 client.on('closed', ({ code, reason }) => showError(`disconnected (${code}) ${reason}`));
-client.on('resync', (join) => void onJoined(join));
+client.on('resync', (join) => onJoined(join));
 
 client.onEvent('participant.joined', ({ participant }) => {
   participants.set(participant.participantId, participant);
@@ -84,158 +67,151 @@ client.onEvent('participant.updated', ({ participant }) => {
   renderParticipants();
   if (participant.participantId === selfId) showPublishing(participant.role);
 });
-client.onEvent('consumer.layersChanged', (layers) => {
-  layerEvents.push(layers);
-  consumers.get(layers.consumerId)?.layers?.received(layers.spatialLayer);
-});
+client.onEvent('consumer.layersChanged', (layers) => layerEvents.push(layers));
 client.onEvent('participant.count', ({ count }) => {
   largeRoomCount = count;
   renderParticipants();
 });
-client.onEvent('chat.message', (m) => item('chat', `${m.from.name}: ${m.text}`));
-client.onEvent('alert.published', (a) => addAlert(a));
-client.onEvent('producer.added', (p) => {
-  if (p.participantId !== selfId) void consume(p.producerId).catch(showError);
-});
-client.onEvent('producer.removed', ({ producerId }) => dropConsumersOf(producerId));
-client.onEvent('consumer.closed', ({ consumerId }) => dropConsumer(consumerId));
-client.onEvent('transport.closed', ({ transportId }) => {
-  // The worker behind it died: forget the transport; a presenter publishes again at once.
-  if (recvTransport?.id === transportId) {
-    recvTransport.close();
-    recvTransport = undefined;
-  }
-  if (sendTransport?.id === transportId) {
-    sendTransport.close();
-    sendTransport = undefined;
-    const sources = [...producers.keys()];
-    producers.clear();
-    removePreviews();
-    for (const source of sources) void share(source).catch(showError);
-  }
+
+// ---- chat and alerts: live, plus what was said before this page joined (room.history) ----------
+
+/** One entry per `seq`: history and live delivery may both bring an event. */
+const timeline = new RoomTimeline();
+
+client.on('notification', (notification) => {
+  const entry = timeline.addLive(notification, client.epoch ?? '');
+  if (entry) $(listOf(entry)).append(entryItem(entry));
+  for (const list of ['chat', 'alerts']) $(list).scrollTop = $(list).scrollHeight;
 });
 
-function addAlert(a: EventData<'alert.published'>): void {
-  const price = a.price !== undefined ? ` @ ${a.price}` : '';
-  const note = a.note ? ` — ${a.note}` : '';
-  item('alerts', `${a.action.toUpperCase()} ${a.symbol}${price}${note} (${a.from.name})`, `alert ${a.action}`);
+function listOf(entry: TimelineEntry): 'chat' | 'alerts' {
+  return entry.notification.event === 'chat.message' ? 'chat' : 'alerts';
+}
+
+function entryItem({ notification, earlier }: TimelineEntry): HTMLLIElement {
+  const li = document.createElement('li');
+  if (notification.event === 'chat.message') {
+    li.textContent = `${notification.data.from.name}: ${notification.data.text}`;
+  } else {
+    const a = notification.data;
+    const price = a.price !== undefined ? ` @ ${a.price}` : '';
+    const note = a.note ? ` — ${a.note}` : '';
+    li.textContent = `${a.action.toUpperCase()} ${a.symbol}${price}${note} (${a.from.name})`;
+    li.className = `alert ${a.action}`;
+  }
+  if (earlier) li.classList.add('earlier');
+  return li;
+}
+
+/** The room's last chat and alerts before this page joined, above the live ones, under "Earlier". */
+async function showEarlier(): Promise<void> {
+  const added = timeline.addHistory(await client.history({ limit: 50 }));
+  for (const list of ['chat', 'alerts'] as const) {
+    const entries = added.filter((entry) => listOf(entry) === list);
+    if (entries.length === 0) continue;
+    const separator = document.createElement('li');
+    separator.className = 'separator';
+    separator.textContent = 'Earlier';
+    $(list).prepend(separator, ...entries.map(entryItem));
+  }
+}
+
+// ---- media: everything below goes through the SDK's MediaSession --------------------------------
+
+/** What the page shows for each remote track: a tile with a status line for video, a hidden <audio> otherwise. */
+const shown = new Map<RemoteTrack, { element: HTMLMediaElement; tile: HTMLElement; status?: HTMLElement }>();
+
+media.on('statechange', (state) => {
+  mediaStates.push(state);
+  $('state').dataset.media = state;
+});
+media.on('error', showError);
+media.on('trackadded', (track) => {
+  if (track.kind === 'video') {
+    const element = document.createElement('video');
+    element.className = 'remote';
+    const status = document.createElement('span');
+    status.className = 'layer-status';
+    const tile = document.createElement('div');
+    tile.className = 'tile';
+    tile.append(element, status);
+    element.dataset.producerId = track.producerId;
+    $('videos').append(tile);
+    track.quality = $<HTMLSelectElement>('quality').value as Quality;
+    track.attach(element);
+    shown.set(track, { element, tile, status });
+    renderLayers(track);
+  } else {
+    const element = track.attach();
+    element.dataset.producerId = track.producerId;
+    $('audio').append(element);
+    shown.set(track, { element, tile: element });
+  }
+  renderStage();
+});
+media.on('trackremoved', (track) => {
+  shown.get(track)?.tile.remove();
+  shown.delete(track);
+  renderStage();
+});
+media.on('qualitychanged', (track) => renderLayers(track));
+media.on('autoplayblocked', () => ($('unmute').hidden = false));
+media.on('localtrackpublished', ({ source, track }) => {
+  if (track.kind !== 'video' || document.querySelector(`video[data-local="${source}"]`)) return;
+  const preview = document.createElement('video');
+  preview.autoplay = preview.muted = preview.playsInline = true;
+  preview.srcObject = new MediaStream([track]);
+  preview.dataset.local = source;
+  $('videos').prepend(preview);
+  renderStage();
+});
+media.on('localtrackunpublished', ({ source }) => {
+  document.querySelector(`video[data-local="${source}"]`)?.remove();
+  renderStage();
+});
+
+/** Writes which layer a remote video asks for and receives into its data attributes and status line. */
+function renderLayers(track: RemoteTrack): void {
+  const view = shown.get(track);
+  const layers = track.layers;
+  if (!view?.status || !layers) return;
+  const el = view.element as HTMLVideoElement;
+  el.dataset.layerCount = String(layers.count);
+  el.dataset.requestedLayer = String(layers.requestedLayer);
+  const received = layers.receivedLayer;
+  if (received === undefined) {
+    delete el.dataset.receivedLayer;
+    view.status.textContent = layers.count > 1 ? 'starting…' : '';
+    return;
+  }
+  el.dataset.receivedLayer = String(received);
+  const name = received === layers.count - 1 ? 'High' : received === 0 ? 'Low' : 'Medium';
+  const size = el.videoWidth ? ` ${el.videoWidth}×${el.videoHeight}` : '';
+  const limited = received < layers.requestedLayer ? ' · limited by bandwidth' : '';
+  view.status.textContent = `${name}${size}${limited}`;
 }
 
 function showPublishing(role: string): void {
   const publisher = role === 'presenter' || role === 'moderator';
   $('publish').hidden = !publisher;
   $('alert-form').hidden = !publisher;
+  $('waiting').textContent = mediaOff
+    ? 'Media is off on this node.'
+    : publisher
+      ? 'Share your camera or screen to go live.'
+      : 'Waiting for the presenter…';
 }
 
-async function onJoined(join: JoinResult): Promise<void> {
+function onJoined(join: JoinResult): void {
   selfId = join.participantId;
   $('who').textContent = `${join.roomId} · ${join.role}`;
   participants.clear();
   for (const p of join.participants) participants.set(p.participantId, p);
   largeRoomCount = join.participantCount > join.participants.length ? join.participantCount : undefined;
   renderParticipants();
+  mediaOff = !join.routerRtpCapabilities;
   showPublishing(join.role);
-  // Media state does not survive a fresh join: start over.
-  for (const id of [...consumers.keys()]) dropConsumer(id);
-  sendTransport?.close();
-  recvTransport?.close();
-  sendTransport = recvTransport = undefined;
-  producers.clear();
-  const publisher = join.role === 'presenter' || join.role === 'moderator';
-  $('waiting').textContent = !join.routerRtpCapabilities
-    ? 'Media is off on this node.'
-    : publisher
-      ? 'Share your camera or screen to go live.'
-      : 'Waiting for the presenter…';
   renderStage();
-  if (!join.routerRtpCapabilities) return;
-  device = new Device();
-  await device.load({ routerRtpCapabilities: join.routerRtpCapabilities as RtpCapabilities });
-  for (const p of join.producers) if (p.participantId !== selfId) await consume(p.producerId).catch(showError);
-}
-
-async function createTransport(direction: 'send' | 'recv'): Promise<Transport> {
-  if (!device) throw new Error('media is not available');
-  const params = await client.request('sfu.createTransport', { direction });
-  const options = {
-    id: params.transportId,
-    iceParameters: params.iceParameters,
-    iceCandidates: params.iceCandidates,
-    dtlsParameters: params.dtlsParameters,
-  } as Parameters<Device['createSendTransport']>[0];
-  const transport = direction === 'send' ? device.createSendTransport(options) : device.createRecvTransport(options);
-  transport.on('connect', ({ dtlsParameters }, callback, errback) => {
-    client
-      .request('sfu.connectTransport', { transportId: transport.id, dtlsParameters: dtlsParameters as never })
-      .then(() => callback(), errback);
-  });
-  if (direction === 'send') {
-    transport.on('produce', ({ kind, rtpParameters, appData }, callback, errback) => {
-      client
-        .request('sfu.produce', {
-          transportId: transport.id,
-          kind,
-          rtpParameters: rtpParameters as never,
-          source: appData.source as Source,
-        })
-        .then(({ producerId }) => callback({ id: producerId }), errback);
-    });
-  }
-  return transport;
-}
-
-async function consume(producerId: string): Promise<void> {
-  if (!device) return;
-  recvTransport ??= await createTransport('recv');
-  const c = await client.request('sfu.consume', {
-    transportId: recvTransport.id,
-    producerId,
-    rtpCapabilities: device.rtpCapabilities as never,
-  });
-  const consumer = await recvTransport.consume({
-    id: c.consumerId,
-    producerId: c.producerId,
-    kind: c.kind,
-    rtpParameters: c.rtpParameters as RtpParameters,
-  });
-  const video = consumer.kind === 'video' ? showVideo(consumer) : undefined;
-  const element = video?.element ?? document.createElement('audio');
-  element.srcObject = new MediaStream([consumer.track]);
-  element.dataset.producerId = producerId;
-  const shown = video?.tile ?? element;
-  (video ? $('videos') : $('audio')).append(shown);
-  consumers.set(consumer.id, { consumer, producerId, element, shown, layers: video?.layers });
-  renderStage();
-  await client.request('sfu.resumeConsumer', { consumerId: consumer.id });
-  if (!video) playAudio(element);
-}
-
-/** A remote video fills the stage, with a line saying which layer arrives. */
-function showVideo(consumer: Consumer): { element: HTMLVideoElement; tile: HTMLElement; layers: VideoLayers } {
-  const element = document.createElement('video');
-  element.autoplay = element.muted = element.playsInline = true;
-  element.className = 'remote';
-  const status = document.createElement('span');
-  status.className = 'layer-status';
-  const tile = document.createElement('div');
-  tile.className = 'tile';
-  tile.append(element, status);
-  const layers = new VideoLayers({
-    element,
-    status,
-    scalabilityMode: consumer.rtpParameters.encodings?.[0]?.scalabilityMode,
-    quality: $<HTMLSelectElement>('quality').value as Quality,
-    request: (spatialLayer) =>
-      void client.request('sfu.setConsumerLayers', { consumerId: consumer.id, spatialLayer }).catch(showError),
-  });
-  return { element, tile, layers };
-}
-
-/** Audio plays unseen; when the browser blocks sound until a click, the page offers one. */
-function playAudio(element: HTMLMediaElement): void {
-  element.play().catch((error: unknown) => {
-    if (error instanceof DOMException && error.name === 'NotAllowedError') $('unmute').hidden = false;
-  });
 }
 
 /** The stage says what it waits for until a video is on it. */
@@ -244,74 +220,24 @@ function renderStage(): void {
   $('quality-picker').hidden = $('videos').querySelector('video.remote') === null;
 }
 
-function dropConsumer(consumerId: string): void {
-  const entry = consumers.get(consumerId);
-  if (!entry) return;
-  entry.consumer.close();
-  entry.layers?.close();
-  entry.shown.remove();
-  consumers.delete(consumerId);
-  renderStage();
-}
-
-function dropConsumersOf(producerId: string): void {
-  for (const [id, entry] of consumers) if (entry.producerId === producerId) dropConsumer(id);
-}
-
-async function share(source: Source): Promise<void> {
-  if (!device) throw new Error('media is not available on this node');
-  if (producers.has(source)) return;
-  const stream =
-    source === 'screen'
-      ? await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false })
-      : await navigator.mediaDevices.getUserMedia(
-          source === 'camera' ? { video: { width: 960, height: 540 } } : { audio: true },
-        );
-  const track = stream.getTracks()[0];
-  if (!track) throw new Error('no track');
-  sendTransport ??= await createTransport('send');
-  // Video goes out as three simulcast layers, so each viewer gets what its link and screen take.
-  const producer = await sendTransport.produce({
-    track,
-    appData: { source },
-    ...(track.kind === 'video' ? { encodings: SIMULCAST } : {}),
-  });
-  producers.set(source, producer);
-  if (track.kind === 'video') {
-    const preview = document.createElement('video');
-    preview.autoplay = preview.muted = preview.playsInline = true;
-    preview.srcObject = new MediaStream([track]);
-    preview.dataset.local = source;
-    $('videos').prepend(preview);
-    renderStage();
-  }
-}
-
-function removePreviews(): void {
-  for (const el of document.querySelectorAll('video[data-local]')) el.remove();
-  renderStage();
-}
-
-function stopAll(): void {
-  for (const [source, producer] of producers) {
-    producer.close();
-    void client.request('sfu.closeProducer', { producerId: producer.id }).catch(() => {});
-    producers.delete(source);
-  }
-  removePreviews();
-}
-
-$('share-camera').onclick = () => void share('camera').catch(showError);
-$('share-mic').onclick = () => void share('microphone').catch(showError);
-$('share-screen').onclick = () => void share('screen').catch(showError);
-$('stop-all').onclick = stopAll;
-$<HTMLSelectElement>('quality').onchange = (event) => {
-  const quality = (event.target as HTMLSelectElement).value as Quality;
-  for (const { layers } of consumers.values()) if (layers) layers.quality = quality;
+const share = (source: MediaSource) => () => {
+  const publish =
+    source === 'camera'
+      ? media.publishCamera()
+      : source === 'screen'
+        ? media.publishScreen()
+        : media.publishMicrophone();
+  void publish.catch(showError);
 };
+$('share-camera').onclick = share('camera');
+$('share-mic').onclick = share('microphone');
+$('share-screen').onclick = share('screen');
+$('stop-all').onclick = () => void media.stopAll().catch(showError);
+$<HTMLSelectElement>('quality').onchange = (event) =>
+  media.setQuality((event.target as HTMLSelectElement).value as Quality);
 $('unmute').onclick = () => {
   $('unmute').hidden = true;
-  for (const el of document.querySelectorAll('audio')) void el.play().catch(showError);
+  void media.startAudio().catch(showError);
 };
 
 $<HTMLFormElement>('chat-form').onsubmit = (event) => {
@@ -339,25 +265,54 @@ $<HTMLFormElement>('alert-form').onsubmit = (event) => {
     .catch(showError);
 };
 
-/** Hooks for automated checks: the page's client and inbound video statistics. */
+/** Statistics of one receiving video: the probation receiver (SSRC 1234) reads 0 and is skipped. */
+interface VideoStats {
+  producerId: string;
+  consumerId: string;
+  source: string;
+  framesDecoded: number;
+}
+
+/** Hooks for automated checks: the page's client and media session, and inbound video statistics. */
 const hooks = {
   client,
+  media,
+  MediaSession,
   /** `consumer.layersChanged` notifications received, oldest first. */
   layerEvents,
-  /** The largest `framesDecoded` among receiving video consumers (probation receivers read 0). */
-  async framesDecoded(): Promise<number> {
-    let best = 0;
-    for (const { consumer } of consumers.values()) {
-      if (consumer.kind !== 'video') continue;
-      const stats = await consumer.getStats();
-      stats.forEach((s: { type: string; framesDecoded?: number }) => {
+  /** The media session's states, oldest first. */
+  mediaStates,
+  /** Each remote video's consumer and the frames it decoded. */
+  async videos(): Promise<VideoStats[]> {
+    const out: VideoStats[] = [];
+    for (const track of media.remoteTracks) {
+      if (track.kind !== 'video') continue;
+      let best = 0;
+      (await track.getStats()).forEach((s: { type: string; framesDecoded?: number }) => {
         if (s.type === 'inbound-rtp' && (s.framesDecoded ?? 0) > best) best = s.framesDecoded ?? 0;
       });
+      out.push({
+        producerId: track.producerId,
+        consumerId: track.consumerId,
+        source: track.source,
+        framesDecoded: best,
+      });
     }
-    return best;
+    return out;
+  },
+  /** The largest `framesDecoded` among receiving videos. */
+  async framesDecoded(): Promise<number> {
+    return Math.max(0, ...(await hooks.videos()).map((v) => v.framesDecoded));
   },
 };
 (window as unknown as { tradingRoom: typeof hooks }).tradingRoom = hooks;
 
 if (!token) showError('add ?token=<access token> to the address');
-else client.connect().then(onJoined).catch(showError);
+else
+  client
+    .connect()
+    .then((join) => {
+      onJoined(join);
+      return showEarlier();
+    })
+    .catch(showError);

@@ -1,7 +1,7 @@
 /**
  * Which simulcast layer a remote video receives: in `auto`, the smallest layer that covers the
- * element's rendered size (re-picked when the element or the picture changes size); otherwise
- * the layer the viewer chose. Shows what arrives, and says so when bandwidth holds it lower.
+ * element's rendered size (picked again when the element or the picture changes size, and when
+ * the server reports what arrives); otherwise the layer the viewer chose.
  */
 
 /** The viewer's choice; `auto` fits the element. */
@@ -27,41 +27,37 @@ export function fittingLayer(neededPx: number, topWidthPx: number, count: number
   return count - 1;
 }
 
-/**
- * Keeps one remote video's preferred layer in line with the viewer's quality choice and the
- * element's size, and writes what it requested and receives into `data-requested-layer`,
- * `data-received-layer` and a status line.
- */
-export class VideoLayers {
-  readonly #element: HTMLVideoElement;
-  readonly #status: HTMLElement;
-  readonly #count: number;
+/** Keeps one remote video's preferred spatial layer in line with the quality and its element. */
+export class LayerSelector {
+  readonly count: number;
   readonly #request: (spatialLayer: number) => void;
+  readonly #onChange: () => void;
   #quality: Quality;
+  #element: HTMLVideoElement | undefined;
   /** The server prefers the top layer until asked otherwise. */
   #requested: number;
   #received: number | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
-  readonly #resizes = new ResizeObserver(() => this.#settle());
+  #resizes: ResizeObserver | undefined;
+  readonly #onResize = (): void => this.#settle();
 
   constructor(options: {
-    element: HTMLVideoElement;
-    status: HTMLElement;
     scalabilityMode: string | undefined;
     quality: Quality;
     /** Asks the server for a preferred spatial layer (`sfu.setConsumerLayers`). */
     request: (spatialLayer: number) => void;
+    /** Called when the requested or received layer changed. */
+    onChange: () => void;
   }) {
-    this.#element = options.element;
-    this.#status = options.status;
-    this.#count = spatialLayerCount(options.scalabilityMode);
+    this.count = spatialLayerCount(options.scalabilityMode);
     this.#request = options.request;
+    this.#onChange = options.onChange;
     this.#quality = options.quality;
-    this.#requested = this.#count - 1;
-    this.#element.dataset.layerCount = String(this.#count);
-    this.#element.addEventListener('resize', () => this.#settle());
-    this.#resizes.observe(this.#element);
-    this.#apply();
+    this.#requested = this.count - 1;
+  }
+
+  get quality(): Quality {
+    return this.#quality;
   }
 
   /** Applies the viewer's choice at once. */
@@ -70,36 +66,73 @@ export class VideoLayers {
     this.#apply();
   }
 
-  /** The server now forwards `spatialLayer` (from `consumer.layersChanged`). */
-  received(spatialLayer: number): void {
-    this.#received = spatialLayer;
-    this.#render();
+  /** The spatial layer asked of the server. */
+  get requestedLayer(): number {
+    return this.#requested;
+  }
+
+  /** The spatial layer the server forwards (undefined until it says). */
+  get receivedLayer(): number | undefined {
+    return this.#received;
+  }
+
+  /** Follows this element's size from now on (`auto`). */
+  observe(element: HTMLVideoElement | undefined): void {
+    this.#unobserve();
+    this.#element = element;
+    if (!element) return;
+    element.addEventListener('resize', this.#onResize);
+    if (typeof ResizeObserver !== 'undefined') {
+      this.#resizes = new ResizeObserver(this.#onResize);
+      this.#resizes.observe(element);
+    }
     this.#settle();
   }
 
-  /** Something changed size or layer: pick again once sizes and notifications settle. */
-  #settle(): void {
-    this.#render();
-    clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => this.#apply(), SETTLE_MS);
+  /** The server now forwards `spatialLayer` (from `consumer.layersChanged`). */
+  onReceived(spatialLayer: number): void {
+    this.#received = spatialLayer;
+    this.#onChange();
+    this.#settle();
+  }
+
+  /** The consumer was re-created: the server starts again from the top layer. */
+  reset(): void {
+    this.#requested = this.count - 1;
+    this.#received = undefined;
+    this.#apply();
   }
 
   /** Stops picking (the consumer is gone). */
   close(): void {
-    this.#resizes.disconnect();
+    this.#unobserve();
     clearTimeout(this.#timer);
   }
 
+  #unobserve(): void {
+    this.#element?.removeEventListener('resize', this.#onResize);
+    this.#resizes?.disconnect();
+    this.#resizes = undefined;
+  }
+
+  #settle(): void {
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => this.#apply(), SETTLE_MS);
+  }
+
   #target(): number | undefined {
-    const top = this.#count - 1;
+    const top = this.count - 1;
     if (this.#quality === 'low') return 0;
     if (this.#quality === 'medium') return Math.min(1, top);
     if (this.#quality === 'high') return top;
-    const { videoWidth, videoHeight, clientWidth, clientHeight } = this.#element;
+    const element = this.#element;
+    if (!element) return undefined;
+    const { videoWidth, videoHeight, clientWidth, clientHeight } = element;
     // The picture's size at the top layer is known only from a frame at a known layer.
     if (this.#received === undefined || videoWidth === 0 || videoHeight === 0) return undefined;
-    const shownPx = Math.min(clientWidth, (clientHeight * videoWidth) / videoHeight) * devicePixelRatio;
-    return fittingLayer(shownPx, videoWidth * 2 ** (top - this.#received), this.#count);
+    const ratio = typeof devicePixelRatio === 'number' ? devicePixelRatio : 1;
+    const shownPx = Math.min(clientWidth, (clientHeight * videoWidth) / videoHeight) * ratio;
+    return fittingLayer(shownPx, videoWidth * 2 ** (top - this.#received), this.count);
   }
 
   #apply(): void {
@@ -108,24 +141,6 @@ export class VideoLayers {
       this.#requested = target;
       this.#request(target);
     }
-    this.#render();
-  }
-
-  #render(): void {
-    const el = this.#element;
-    el.dataset.requestedLayer = String(this.#requested);
-    if (this.#received === undefined) {
-      this.#status.textContent = this.#count > 1 ? 'starting…' : '';
-      return;
-    }
-    el.dataset.receivedLayer = String(this.#received);
-    const size = el.videoWidth ? ` ${el.videoWidth}×${el.videoHeight}` : '';
-    const limited = this.#received < this.#requested ? ' · limited by bandwidth' : '';
-    this.#status.textContent = `${this.#name(this.#received)}${size}${limited}`;
-  }
-
-  #name(layer: number): string {
-    if (layer === this.#count - 1) return 'High';
-    return layer === 0 ? 'Low' : 'Medium';
+    this.#onChange();
   }
 }

@@ -12,16 +12,12 @@
  * Connections are cut for real in the network path: each page reaches the node through its own
  * TCP relay, and the test resets the relay's sockets (both ends see the connection die).
  */
-import { execFileSync } from 'node:child_process';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildDemoPage, launchChromium } from '../../test-support/browser.js';
 import { startTestNode, type TestNode } from '../../test-support/harness.js';
-
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const CHROMIUM = '/usr/bin/chromium';
 
 /** A TCP relay to the node whose connections can be reset. */
 class Relay {
@@ -76,23 +72,8 @@ describe('media SDK on the demo page: publish, watch, recover', () => {
   const problems: string[] = [];
 
   beforeAll(async () => {
-    execFileSync(process.execPath, ['--import', 'tsx', 'scripts/build-web.ts'], { cwd: ROOT, stdio: 'ignore' });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--use-fake-device-for-media-stream',
-        '--use-fake-ui-for-media-stream',
-        '--auto-select-desktop-capture-source=Entire screen',
-      ],
-    });
+    buildDemoPage();
+    browser = await launchChromium({ extraArgs: ['--auto-select-desktop-capture-source=Entire screen'] });
   }, 120_000);
 
   afterAll(async () => {
@@ -250,16 +231,7 @@ describe('media SDK on the demo page: publish, watch, recover', () => {
   it('a refused camera is a PermissionDeniedError the page shows, not a black video', { timeout: 60_000 }, async () => {
     const t = await node();
     // The same browser flags, but the (fake) permission prompt answers "deny".
-    const denying = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--use-fake-device-for-media-stream',
-        '--use-fake-ui-for-media-stream=deny',
-      ],
-    });
+    const denying = await launchChromium({ permission: 'deny' });
     try {
       const page = await (await denying.newContext()).newPage();
       const token = await t.token('presenter-d', { role: 'presenter', name: 'presenter-d', roomId: 'deny-room' });

@@ -6,15 +6,11 @@
  * blocked audio, and sees a chat message and an alert; a trader who joins late sees the last
  * alerts and chat marked as earlier. Neither page logs an error or gets a 4xx.
  */
-import { execFileSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildDemoPage, launchChromium } from '../../test-support/browser.js';
 import { startTestNode, type TestNode } from '../../test-support/harness.js';
 import { joinRaw } from '../../test-support/room-helpers.js';
-
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const CHROMIUM = '/usr/bin/chromium';
 
 describe('demo page in a real browser', () => {
   let t: TestNode;
@@ -24,24 +20,10 @@ describe('demo page in a real browser', () => {
 
   beforeAll(async () => {
     // Debian's chromium is installed by scripts/test.sh; a missing browser fails here, loudly.
-    execFileSync(process.execPath, ['--import', 'tsx', 'scripts/build-web.ts'], { cwd: ROOT, stdio: 'ignore' });
+    buildDemoPage();
     t = await startTestNode({ MEDIA_ENABLED: 'true', MEDIASOUP_NUM_WORKERS: '1', RTC_BASE_PORT: '0' });
     expect(t.node.media, 'media must be up for this test').toBeDefined();
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--use-fake-device-for-media-stream',
-        '--use-fake-ui-for-media-stream',
-      ],
-    });
+    browser = await launchChromium();
   }, 120_000);
 
   afterAll(async () => {

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { build } from 'esbuild';
+import { bundleForBrowser } from '../../test-support/browser.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestNode, type TestNode } from '../../test-support/harness.js';
 
@@ -282,7 +282,7 @@ describe('the @trading-room/client package', () => {
   });
 
   it('bundles its core for the browser without Node built-ins', async () => {
-    const result = await build({
+    const result = await bundleForBrowser({
       absWorkingDir: project,
       stdin: {
         contents:
@@ -290,12 +290,6 @@ describe('the @trading-room/client package', () => {
         resolveDir: project,
         loader: 'ts',
       },
-      bundle: true,
-      platform: 'browser',
-      format: 'esm',
-      write: false,
-      metafile: true,
-      logLevel: 'silent',
     });
     expect(result.errors).toEqual([]);
     const inputs = Object.keys(result.metafile.inputs).filter((input) => input !== '<stdin>');
@@ -309,19 +303,13 @@ describe('the @trading-room/client package', () => {
 
 describe('the media entry in a browser bundle', () => {
   it('bundles with mediasoup-client and without Node built-ins', async () => {
-    const result = await build({
+    const result = await bundleForBrowser({
       absWorkingDir: project,
       stdin: {
         contents: "import { MediaSession } from '@trading-room/client/media'; console.log(MediaSession);",
         resolveDir: project,
         loader: 'ts',
       },
-      bundle: true,
-      platform: 'browser',
-      format: 'esm',
-      write: false,
-      metafile: true,
-      logLevel: 'silent',
     });
     expect(result.errors).toEqual([]);
     const inputs = Object.keys(result.metafile.inputs);

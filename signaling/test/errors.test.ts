@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
+import { bundleForBrowser } from '../../test-support/browser.js';
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 import {
@@ -72,15 +72,9 @@ describe('error catalogue', () => {
 
 describe('the SDK and the catalogue', () => {
   it('bundles for the browser with nothing but itself and its copy of the catalogue', async () => {
-    const result = await build({
+    const result = await bundleForBrowser({
       absWorkingDir: ROOT,
       entryPoints: [SDK],
-      bundle: true,
-      platform: 'browser',
-      format: 'esm',
-      write: false,
-      metafile: true,
-      logLevel: 'silent',
     });
     expect(Object.keys(result.metafile.inputs).sort()).toEqual([
       'signaling/client/error-codes.generated.ts',

@@ -251,6 +251,8 @@ export class MediaSession {
   /** Elements given to `watch`, by `participantId/source`: a re-published producer goes to the same one. */
   readonly #watched = new Map<string, HTMLMediaElement>();
   readonly #blocked = new Set<HTMLMediaElement>();
+  /** Producers announced since the last join (its `producers` lists only those before it). */
+  readonly #announced = new Map<string, EventData<'producer.added'>>();
   readonly #unsubscribe: (() => void)[] = [];
   #device: Device | undefined;
   #deviceCaps: string | undefined;
@@ -276,9 +278,13 @@ export class MediaSession {
         if (cause.reason === 'epoch-changed') this.#queue(() => this.#reconcileRemote(join.producers));
       }),
       on('producer.added', (p) => {
+        this.#announced.set(p.producerId, p);
         if (this.#join && p.participantId !== this.#join.participantId) this.#queue(() => this.#onProducer(p));
       }),
-      on('producer.removed', ({ producerId }) => this.#dropRemote(producerId)),
+      on('producer.removed', ({ producerId }) => {
+        this.#announced.delete(producerId);
+        this.#dropRemote(producerId);
+      }),
       on('consumer.closed', ({ consumerId }) => {
         for (const track of this.#remote.values())
           if (track.consumerId === consumerId) this.#dropRemote(track.producerId);
@@ -382,7 +388,7 @@ export class MediaSession {
    * owner publishes the same source again (after its reconnect), the new one goes to `element` too.
    */
   async watch(producerId: string, element: HTMLMediaElement): Promise<RemoteTrack> {
-    const info = this.#join?.producers.find((p) => p.producerId === producerId);
+    const info = this.#join?.producers.find((p) => p.producerId === producerId) ?? this.#announced.get(producerId);
     const existing = this.#remote.get(producerId);
     if (existing) {
       if (info) this.#watched.set(`${info.participantId}/${info.source}`, element);
@@ -441,6 +447,7 @@ export class MediaSession {
 
   #onJoined(join: JoinResult): void {
     if (this.#machine.state === 'closed') return;
+    if (join !== this.#join) this.#announced.clear();
     this.#join = join;
     const generation = ++this.#generation;
     this.#queue(() => this.#setUp(join, generation));

@@ -41,7 +41,7 @@ if [ "${MEDIA_ENABLED:-true}" != "false" ]; then
 fi
 
 if $for_tests; then
-  apt_install redis-server chromium
+  apt_install redis-server chromium nginx prometheus
 fi
 
 log "building (tsc and the browser page)"

@@ -66,21 +66,27 @@ export class CodecMismatchError extends MediaError {
 }
 
 /**
- * A WebRTC transport could not connect (ICE failed). Almost always the network: the server's
- * announced address (`RTC_ANNOUNCED_ADDRESS`) is not reachable from this browser, or UDP (and
- * TCP) to the server's RTC port range is blocked.
+ * A WebRTC transport could not connect: the browser declared ICE failed, or it did not connect
+ * within the session's `connectTimeoutMs`. Almost always the network: the server's announced
+ * address (`RTC_ANNOUNCED_ADDRESS`) is not reachable from this browser, or UDP (and TCP) to the
+ * server's RTC port range is blocked. `candidates` are the server's addresses the browser tried.
+ * The session keeps trying (ICE restarts) and reports `recovering` until the transport connects.
  */
 export class TransportFailedError extends MediaError {
   readonly direction: 'send' | 'recv';
   readonly hint: string;
+  /** The server's ICE candidates the browser tried, as `address:port/protocol`. */
+  readonly candidates: readonly string[];
 
-  constructor(direction: 'send' | 'recv', cause?: unknown) {
+  constructor(direction: 'send' | 'recv', candidates: readonly string[] = [], cause?: unknown) {
     const hint =
       'check that the server announces an address this browser can reach (RTC_ANNOUNCED_ADDRESS) and that ' +
       'UDP (or TCP) to its RTC ports is not blocked by a firewall or proxy';
-    super('transport-failed', `the ${direction} transport could not connect (ICE failed): ${hint}`, cause);
+    const tried = candidates.length > 0 ? `; tried ${candidates.join(', ')}` : '';
+    super('transport-failed', `the ${direction} transport could not connect (ICE failed${tried}): ${hint}`, cause);
     this.name = 'TransportFailedError';
     this.direction = direction;
     this.hint = hint;
+    this.candidates = candidates;
   }
 }

@@ -70,7 +70,27 @@ export interface MediaSessionOptions {
   readonly quality?: Quality;
   /** Video encodings; `false` sends one layer. Default {@link PRESENTER_SIMULCAST}. */
   readonly simulcast?: readonly RtpEncodingParameters[] | false;
+  /**
+   * A transport that has not connected this long after it started (or after an ICE restart)
+   * counts as failed: `error` gets a {@link TransportFailedError} and the session ICE-restarts
+   * it (default {@link DEFAULT_CONNECT_TIMEOUT_MS}). Browsers declare ICE failed only after
+   * 15–30 s; on a reachable server a transport connects within a second or two.
+   */
+  readonly connectTimeoutMs?: number;
+  /**
+   * How long a remote track whose producer is moving (`producer.removed` with reason
+   * `migrating`: its owner's node drains) waits for the owner's new producer of the same source
+   * before it ends with `trackremoved` (default {@link DEFAULT_MIGRATION_TIMEOUT_MS}).
+   */
+  readonly migrationTimeoutMs?: number;
 }
+
+/** {@link MediaSessionOptions.connectTimeoutMs} unless given. */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+/** {@link MediaSessionOptions.migrationTimeoutMs} unless given. */
+export const DEFAULT_MIGRATION_TIMEOUT_MS = 30_000;
+/** The longest wait between two ICE restarts of a transport that does not connect. */
+const MAX_ICE_RESTART_WAIT_MS = 60_000;
 
 /** Options of one publication. */
 export interface PublishOptions {
@@ -97,6 +117,14 @@ type SessionEvents = {
   trackadded: [RemoteTrack];
   /** A remote track ended (its producer closed or its owner left). */
   trackremoved: [RemoteTrack];
+  /**
+   * A remote track's producer is moving to another node (its owner's node drains): the track
+   * and its elements stay (showing the last frame) until the owner's new producer arrives
+   * (`trackmigrated`), or `migrationTimeoutMs` passes (`trackremoved`).
+   */
+  trackmigrating: [RemoteTrack];
+  /** A migrating track plays again, from its owner's new producer (`producerId` changed). */
+  trackmigrated: [RemoteTrack];
   /** A remote video's requested or received simulcast layer changed. */
   qualitychanged: [RemoteTrack];
   statechange: [MediaState];
@@ -115,13 +143,14 @@ type Listener<A extends unknown[]> = (...args: A) => void;
 
 /** A producer of another participant, received through one consumer (re-created after a reconnect). */
 export class RemoteTrack {
-  readonly producerId: string;
   readonly participantId: string;
   readonly kind: 'audio' | 'video';
   readonly source: MediaSource;
   /** For video: the simulcast layers and the quality override. */
   readonly layers: LayerSelector | undefined;
   #consumer: Consumer;
+  #producerId: string;
+  #migrating = false;
   readonly #elements = new Set<HTMLMediaElement>();
   readonly #session: MediaSession;
 
@@ -134,11 +163,24 @@ export class RemoteTrack {
   ) {
     this.#session = session;
     this.#consumer = consumer;
-    this.producerId = consumer.producerId;
+    this.#producerId = consumer.producerId;
     this.participantId = info.participantId;
     this.kind = consumer.kind as 'audio' | 'video';
     this.source = info.source;
     this.layers = layers;
+  }
+
+  /** The server's producer id (changes when its owner publishes it again after a migration). */
+  get producerId(): string {
+    return this.#producerId;
+  }
+
+  /**
+   * True while the producer moves to another node (between `trackmigrating` and
+   * `trackmigrated`): the elements keep the last frame.
+   */
+  get migrating(): boolean {
+    return this.#migrating;
   }
 
   /** The server's consumer id (changes when the consumer is re-created). */
@@ -204,12 +246,28 @@ export class RemoteTrack {
     return this.#consumer.closed;
   }
 
-  /** @internal The consumer was re-created after a reconnect. */
+  /**
+   * @internal The consumer was re-created after a reconnect, or (after a migration) the owner's
+   * new producer of the same source is consumed into this track.
+   */
   replaceConsumer(consumer: Consumer): void {
     this.#consumer.close();
     this.#consumer = consumer;
+    this.#producerId = consumer.producerId;
+    this.#migrating = false;
     this.layers?.reset();
     for (const el of this.#elements) this.#show(el);
+  }
+
+  /** @internal The server closed the consumer: keep the elements, wait for what comes next. */
+  closeConsumer(): void {
+    this.#consumer.close();
+  }
+
+  /** @internal The producer moves: the consumer is gone, the elements stay. */
+  startMigration(): void {
+    this.#consumer.close();
+    this.#migrating = true;
   }
 
   /** @internal */
@@ -254,6 +312,10 @@ export class MediaSession {
   /** Producers announced since the last join (its `producers` lists only those before it). */
   readonly #announced = new Map<string, EventData<'producer.added'>>();
   readonly #unsubscribe: (() => void)[] = [];
+  /** Transports that failed (or did not connect in time) and have not connected since. */
+  readonly #failing = new Set<Transport>();
+  /** The generation whose set-up completed (transports, producers, consumers in place). */
+  #setUpDone = 0;
   #device: Device | undefined;
   #deviceCaps: string | undefined;
   #send: Transport | undefined;
@@ -281,13 +343,22 @@ export class MediaSession {
         this.#announced.set(p.producerId, p);
         if (this.#join && p.participantId !== this.#join.participantId) this.#queue(() => this.#onProducer(p));
       }),
-      on('producer.removed', ({ producerId }) => {
+      on('producer.removed', ({ producerId, reason }) => {
         this.#announced.delete(producerId);
-        this.#dropRemote(producerId);
+        if (reason === 'migrating') this.#startMigration(producerId);
+        else this.#dropRemote(producerId);
       }),
-      on('consumer.closed', ({ consumerId }) => {
-        for (const track of this.#remote.values())
-          if (track.consumerId === consumerId) this.#dropRemote(track.producerId);
+      on('consumer.closed', ({ consumerId, reason }) => {
+        // The track ends with its producer's `producer.removed` (which says why); a consumer
+        // lost otherwise (its worker, its transport) is consumed again.
+        const track = [...this.#remote.values()].find((t) => t.consumerId === consumerId);
+        if (!track) return;
+        track.closeConsumer();
+        if (reason !== 'producer-closed') this.#queue(() => this.#consumeAgain(track));
+      }),
+      on('participant.left', ({ participantId }) => {
+        for (const track of [...this.#remote.values()])
+          if (track.participantId === participantId) this.#dropRemote(track.producerId);
       }),
       on('consumer.layersChanged', ({ consumerId, spatialLayer }) => {
         for (const track of this.#remote.values())
@@ -445,6 +516,12 @@ export class MediaSession {
     this.#setup = this.#setup.then(work).catch((error: unknown) => this.#fail(error));
   }
 
+  /** `live` once the latest join's set-up is done and no transport is failing. */
+  #maybeReady(): void {
+    if (this.#failing.size > 0 || this.#setUpDone !== this.#generation || this.#client.state !== 'joined') return;
+    this.#machine.fire('ready');
+  }
+
   #onJoined(join: JoinResult): void {
     if (this.#machine.state === 'closed') return;
     if (join !== this.#join) this.#announced.clear();
@@ -485,7 +562,9 @@ export class MediaSession {
       if (!p.producer) await this.#produce(p, generation);
     }
     await this.#reconcileRemote(join.producers, generation);
-    if (generation === this.#generation) this.#machine.fire('ready');
+    if (generation !== this.#generation) return;
+    this.#setUpDone = generation;
+    this.#maybeReady();
   }
 
   /** Asks the server about a transport (an ICE restart): false when it is gone. */
@@ -504,14 +583,51 @@ export class MediaSession {
 
   async #reconcileRemote(producers: JoinResult['producers'], generation = this.#generation): Promise<void> {
     const live = new Set(producers.map((p) => p.producerId));
-    for (const id of [...this.#remote.keys()]) if (!live.has(id)) this.#dropRemote(id);
+    // A migrating track waits for its owner's new producer (here, or announced later).
+    for (const [id, track] of [...this.#remote]) if (!live.has(id) && !track.migrating) this.#dropRemote(id);
     for (const p of producers) {
       if (generation !== this.#generation) return;
       if (p.participantId === this.#join?.participantId) continue;
       const track = this.#remote.get(p.producerId);
       if (track && !track.stale) continue;
-      if (track || this.#wanted(p)) await this.#consume(p, generation);
+      if (track || this.#migratingTrack(p) || this.#wanted(p)) await this.#consume(p, generation);
     }
+  }
+
+  /** The track waiting for `p`'s owner to publish its source again after a migration. */
+  #migratingTrack(p: { participantId: string; source: string }): RemoteTrack | undefined {
+    for (const track of this.#remote.values())
+      if (track.migrating && track.participantId === p.participantId && track.source === p.source) return track;
+    return undefined;
+  }
+
+  /** `producer.removed {reason: "migrating"}`: keep the track and its elements for the new producer. */
+  #startMigration(producerId: string): void {
+    const track = this.#remote.get(producerId);
+    if (!track || track.migrating) return;
+    track.startMigration();
+    this.#emit('trackmigrating', track);
+    const timeoutMs = this.#options.migrationTimeoutMs ?? DEFAULT_MIGRATION_TIMEOUT_MS;
+    setTimeout(() => {
+      if (track.migrating && this.#remote.get(track.producerId) === track) this.#dropRemote(track.producerId);
+    }, timeoutMs);
+    // Its owner's new producer may have been announced already.
+    for (const p of this.#announced.values())
+      if (p.participantId === track.participantId && p.source === track.source && !this.#remote.has(p.producerId)) {
+        this.#queue(() => this.#onProducer(p));
+        break;
+      }
+  }
+
+  /** A consumer the server closed while its producer lives on: consume the producer again. */
+  async #consumeAgain(track: RemoteTrack): Promise<void> {
+    if (this.#remote.get(track.producerId) !== track || !track.stale || !this.#canConsume()) return;
+    await this.#consume(track, this.#generation);
+  }
+
+  /** Set up and not closed: a consume now can go through (or fail as DISCONNECTED and wait for the join). */
+  #canConsume(): boolean {
+    return this.#device !== undefined && (this.#machine.state === 'live' || this.#machine.state === 'recovering');
   }
 
   #wanted(p: { participantId: string; source: string }): boolean {
@@ -519,7 +635,8 @@ export class MediaSession {
   }
 
   async #onProducer(p: EventData<'producer.added'>): Promise<void> {
-    if (this.#remote.has(p.producerId) || !this.#wanted(p) || this.#machine.state !== 'live') return;
+    if (this.#remote.has(p.producerId) || !this.#canConsume()) return;
+    if (!this.#migratingTrack(p) && !this.#wanted(p)) return;
     await this.#consume(p, this.#generation);
   }
 
@@ -529,7 +646,7 @@ export class MediaSession {
   ): Promise<RemoteTrack | undefined> {
     const device = this.#device;
     if (!device) return undefined;
-    this.#recv ??= await this.#createTransport('recv', generation);
+    this.#recv ??= await this.#createTransport('recv');
     const recv = this.#recv;
     let c;
     try {
@@ -553,8 +670,15 @@ export class MediaSession {
       return undefined;
     }
     let track = this.#remote.get(p.producerId);
+    const moved = track ? undefined : this.#migratingTrack(p);
     if (track) track.replaceConsumer(consumer);
-    else {
+    else if (moved) {
+      this.#remote.delete(moved.producerId);
+      moved.replaceConsumer(consumer);
+      this.#remote.set(moved.producerId, moved);
+      track = moved;
+      this.#emit('trackmigrated', moved);
+    } else {
       const source = p.source as MediaSource;
       const ref: { track?: RemoteTrack } = {};
       const layers =
@@ -638,7 +762,7 @@ export class MediaSession {
     const kind = p.track.kind as 'audio' | 'video';
     if (!device.canProduce(kind))
       throw new CodecMismatchError(kind, `this browser cannot send ${kind} the server takes`);
-    this.#send ??= await this.#createTransport('send', generation);
+    this.#send ??= await this.#createTransport('send');
     const producer = await this.#send.produce({
       track: p.track,
       appData: { source: p.source },
@@ -657,7 +781,7 @@ export class MediaSession {
     this.#emit('localtrackpublished', this.#local(p));
   }
 
-  async #createTransport(direction: 'send' | 'recv', generation: number): Promise<Transport> {
+  async #createTransport(direction: 'send' | 'recv'): Promise<Transport> {
     const device = this.#device;
     if (!device) throw new MediaUnavailableError();
     const params = await this.#client.request('sfu.createTransport', { direction });
@@ -673,17 +797,7 @@ export class MediaSession {
         .request('sfu.connectTransport', { transportId: transport.id, dtlsParameters: dtlsParameters as never })
         .then(() => callback(), errback);
     });
-    transport.on('connectionstatechange', (state) => {
-      if (state !== 'failed' || generation !== this.#generation) return;
-      this.#emit('error', new TransportFailedError(direction));
-      // Try again from scratch: a new transport (and ICE restart on the server) may get through.
-      if (this.#client.state === 'joined' && this.#join) {
-        this.#machine.fire('lost');
-        if (direction === 'send') this.#dropSend();
-        else this.#dropRecv();
-        this.#onJoined(this.#join);
-      }
-    });
+    this.#watchConnection(transport, direction, describeCandidates(params.iceCandidates));
     if (direction === 'send') {
       transport.on('produce', ({ kind, rtpParameters, appData }, callback, errback) => {
         this.#client
@@ -697,6 +811,73 @@ export class MediaSession {
       });
     }
     return transport;
+  }
+
+  /**
+   * Follows a transport's connection. One that fails, or has not connected `connectTimeoutMs`
+   * after it started connecting, is reported once as a {@link TransportFailedError} (the
+   * session is `recovering` meanwhile) and ICE-restarted, with growing waits, until it connects;
+   * one the server no longer knows is rebuilt with a rejoin's set-up.
+   */
+  #watchConnection(transport: Transport, direction: 'send' | 'recv', candidates: readonly string[]): void {
+    const timeoutMs = this.#options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let restarts = 0;
+    const ours = (): boolean => !transport.closed && (this.#send === transport || this.#recv === transport);
+    const arm = (ms: number): void => {
+      clearTimeout(timer);
+      timer = setTimeout(failed, ms);
+    };
+    const failed = (): void => {
+      clearTimeout(timer);
+      timer = undefined;
+      // Without a connection the rejoin decides (#stillThere): the node may be gone, not the path.
+      if (!ours() || this.#client.state !== 'joined') return;
+      if (!this.#failing.has(transport)) {
+        this.#failing.add(transport);
+        this.#machine.fire('lost');
+        this.#emit('error', new TransportFailedError(direction, candidates));
+      }
+      const wait = Math.min(timeoutMs * 2 ** ++restarts, MAX_ICE_RESTART_WAIT_MS);
+      this.#client
+        .request('sfu.restartIce', { transportId: transport.id })
+        .then(({ iceParameters }) =>
+          transport.restartIce({
+            iceParameters: iceParameters as Parameters<Transport['restartIce']>[0]['iceParameters'],
+          }),
+        )
+        .then(
+          () => {
+            if (ours() && transport.connectionState !== 'connected') arm(wait);
+          },
+          (error: unknown) => {
+            if (!ours() || (error instanceof RequestError && error.code === 'DISCONNECTED')) return;
+            // The server lost it: build it (and what ran on it) again.
+            this.#failing.delete(transport);
+            if (direction === 'send') this.#dropSend();
+            else this.#dropRecv();
+            if (this.#join) this.#onJoined(this.#join);
+          },
+        );
+    };
+    transport.on('connectionstatechange', (state) => {
+      if (state === 'connecting' && timer === undefined) arm(timeoutMs);
+      else if (state === 'failed') failed();
+      else if (state === 'connected') {
+        clearTimeout(timer);
+        timer = undefined;
+        restarts = 0;
+        if (this.#failing.delete(transport)) this.#maybeReady();
+      }
+    });
+    // DTLS starts with the first produce or consume; ICE may never get to say `connecting`.
+    transport.on('connect', () => {
+      if (timer === undefined && transport.connectionState !== 'connected') arm(timeoutMs);
+    });
+    transport.observer.on('close', () => {
+      clearTimeout(timer);
+      this.#failing.delete(transport);
+    });
   }
 
   #dropSend(): void {
@@ -750,6 +931,14 @@ export class MediaSession {
       }
     }
   }
+}
+
+/** The server's ICE candidates as `address:port/protocol`, for {@link TransportFailedError}. */
+function describeCandidates(candidates: unknown): string[] {
+  if (!Array.isArray(candidates)) return [];
+  return candidates.map((c: { address?: string; ip?: string; port?: number; protocol?: string }) => {
+    return `${c.address ?? c.ip ?? '?'}:${c.port ?? '?'}/${c.protocol ?? '?'}`;
+  });
 }
 
 /** Captures one track, with the browser's refusals as typed errors. */

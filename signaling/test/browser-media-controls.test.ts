@@ -215,7 +215,7 @@ describe('media SDK controls on the demo page', () => {
       await expect
         .poll(() => trader.page.evaluate(() => (window as unknown as PageHooks).errors), { timeout: 15_000 })
         .toContainEqual({ name: 'CodecMismatchError', code: 'codec-mismatch', kind: 'video' });
-      await expect.poll(() => trader.page.textContent('#error')).toMatch(/no common video codec/);
+      await expect.poll(() => trader.page.textContent('#error'), { timeout: 10_000 }).toMatch(/no common video codec/);
       // Asked for explicitly: `watch` rejects with it.
       const outcome = await trader.page.evaluate(async (producerId) => {
         const { media } = (window as unknown as PageHooks).tradingRoom;

@@ -14,9 +14,10 @@
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
-import type { Browser, Page } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildDemoPage, launchChromium } from '../../test-support/browser.js';
+import { decoding, openDemoPage, pageMediaStates, pageVideos, type DemoPage } from '../../test-support/demo-page.js';
 import { startTestNode, type TestNode } from '../../test-support/harness.js';
 
 /** A TCP relay to the node whose connections can be reset. */
@@ -58,18 +59,13 @@ class Relay {
   }
 }
 
-interface VideoStats {
-  producerId: string;
-  consumerId: string;
-  source: string;
-  framesDecoded: number;
-}
-
 describe('media SDK on the demo page: publish, watch, recover', () => {
   let browser: Browser;
   const relays: Relay[] = [];
   const nodes: TestNode[] = [];
-  const problems: string[] = [];
+  const pages: DemoPage[] = [];
+  /** What went wrong on every page opened. */
+  const problems = (): string[] => pages.flatMap((p) => p.problems);
 
   beforeAll(async () => {
     buildDemoPage();
@@ -93,49 +89,11 @@ describe('media SDK on the demo page: publish, watch, recover', () => {
     const relay = new Relay(t.port);
     relays.push(relay);
     const base = await relay.listen();
-    const page = await (await browser.newContext()).newPage();
-    page.on('pageerror', (error) => problems.push(`[${userId}] page error: ${error.message}`));
-    page.on('console', (message) => {
-      if (message.type() === 'error' && !message.text().includes('WebSocket'))
-        problems.push(`[${userId}] console error: ${message.text()}`);
-    });
     const token = await t.token(userId, { role, name: userId, roomId });
-    await page.goto(`${base}/?token=${token}`);
-    await page.waitForSelector('#state[data-state="joined"]', { timeout: 15_000 });
-    return { page, relay };
+    const demo = await openDemoPage(browser, base, token, { label: userId });
+    pages.push(demo);
+    return { page: demo.page, relay };
   }
-
-  const videos = (page: Page): Promise<VideoStats[]> =>
-    page.evaluate(() =>
-      (window as unknown as { tradingRoom: { videos(): Promise<VideoStats[]> } }).tradingRoom.videos(),
-    );
-
-  /** Waits until `source` plays on a consumer other than `before`'s and decodes more frames; returns it. */
-  async function playing(page: Page, source: string, before?: VideoStats): Promise<VideoStats> {
-    let found: VideoStats | undefined;
-    await expect
-      .poll(
-        async () => {
-          found = (await videos(page)).find(
-            (v) => v.source === source && v.consumerId !== before?.consumerId && v.framesDecoded > 0,
-          );
-          return found !== undefined;
-        },
-        { timeout: 30_000, interval: 100 },
-      )
-      .toBe(true);
-    const first = found!;
-    await expect
-      .poll(async () => (await videos(page)).find((v) => v.consumerId === first.consumerId)?.framesDecoded ?? 0, {
-        timeout: 10_000,
-        interval: 250,
-      })
-      .toBeGreaterThan(first.framesDecoded + 5);
-    return first;
-  }
-
-  const mediaStates = (page: Page): Promise<string[]> =>
-    page.evaluate(() => (window as unknown as { tradingRoom: { mediaStates: string[] } }).tradingRoom.mediaStates);
 
   it(
     'a trader watches camera and screen, and both come back by themselves after either side drops',
@@ -148,34 +106,34 @@ describe('media SDK on the demo page: publish, watch, recover', () => {
 
       await presenter.page.click('#share-camera');
       await presenter.page.click('#share-screen');
-      let camera = await playing(trader.page, 'camera');
-      let screen = await playing(trader.page, 'screen');
-      expect(await mediaStates(trader.page)).toEqual(['connecting', 'live']);
+      let camera = await decoding(trader.page, 'camera');
+      let screen = await decoding(trader.page, 'screen');
+      expect(await pageMediaStates(trader.page)).toEqual(['connecting', 'live']);
 
       // The trader's connection dies: the node drops it (no grace) and its consumers with it.
       let cutAt = Date.now();
       trader.relay.cut();
       await trader.page.waitForSelector('#state[data-state="reconnecting"]', { timeout: 10_000 });
-      camera = await playing(trader.page, 'camera', camera);
+      camera = await decoding(trader.page, 'camera', { before: camera });
       const traderGapMs = Date.now() - cutAt;
-      screen = await playing(trader.page, 'screen', screen);
+      screen = await decoding(trader.page, 'screen', { before: screen });
       console.log(`trader's connection cut: video back after ${traderGapMs} ms`);
-      expect((await mediaStates(trader.page)).slice(-2)).toEqual(['recovering', 'live']);
+      expect((await pageMediaStates(trader.page)).slice(-2)).toEqual(['recovering', 'live']);
 
       // The presenter's connection dies: its producers close; it publishes again, the trader follows.
       cutAt = Date.now();
       presenter.relay.cut();
       await presenter.page.waitForSelector('#state[data-state="reconnecting"]', { timeout: 10_000 });
-      const newCamera = await playing(trader.page, 'camera', camera);
+      const newCamera = await decoding(trader.page, 'camera', { before: camera });
       const presenterGapMs = Date.now() - cutAt;
-      const newScreen = await playing(trader.page, 'screen', screen);
+      const newScreen = await decoding(trader.page, 'screen', { before: screen });
       console.log(`presenter's connection cut: video back after ${presenterGapMs} ms (re-published)`);
       expect(newCamera.producerId).not.toBe(camera.producerId);
       expect(newScreen.producerId).not.toBe(screen.producerId);
-      expect((await mediaStates(presenter.page)).slice(-2)).toEqual(['recovering', 'live']);
+      expect((await pageMediaStates(presenter.page)).slice(-2)).toEqual(['recovering', 'live']);
       // The stale tiles went with the old producers: one per source.
       expect(await trader.page.locator('video.remote').count()).toBe(2);
-      expect(problems).toEqual([]);
+      expect(problems()).toEqual([]);
     },
   );
 
@@ -184,7 +142,7 @@ describe('media SDK on the demo page: publish, watch, recover', () => {
     const presenter = await open(t, 'presenter-r', 'presenter', 'resume-room');
     const trader = await open(t, 'trader-r', 'trader', 'resume-room');
     await presenter.page.click('#share-camera');
-    const camera = await playing(trader.page, 'camera');
+    const camera = await decoding(trader.page, 'camera');
 
     const cutAt = Date.now();
     trader.relay.cut();
@@ -196,12 +154,12 @@ describe('media SDK on the demo page: publish, watch, recover', () => {
           ?.resumed,
     );
     expect(resumed).toBe(true);
-    await expect.poll(async () => (await mediaStates(trader.page)).at(-1), { timeout: 15_000 }).toBe('live');
+    await expect.poll(async () => (await pageMediaStates(trader.page)).at(-1), { timeout: 15_000 }).toBe('live');
     // Same consumer, still decoding.
-    const after = (await videos(trader.page)).find((v) => v.source === 'camera');
+    const after = (await pageVideos(trader.page)).find((v) => v.source === 'camera');
     expect(after?.consumerId).toBe(camera.consumerId);
     await expect
-      .poll(async () => (await videos(trader.page)).find((v) => v.source === 'camera')?.framesDecoded ?? 0, {
+      .poll(async () => (await pageVideos(trader.page)).find((v) => v.source === 'camera')?.framesDecoded ?? 0, {
         timeout: 10_000,
       })
       .toBeGreaterThan((after?.framesDecoded ?? 0) + 5);
@@ -225,7 +183,7 @@ describe('media SDK on the demo page: publish, watch, recover', () => {
     console.log(
       `trader's connection cut and resumed: the same consumer kept decoding (checked ${Date.now() - cutAt} ms after the cut)`,
     );
-    expect(problems).toEqual([]);
+    expect(problems()).toEqual([]);
   });
 
   it('a refused camera is a PermissionDeniedError the page shows, not a black video', { timeout: 60_000 }, async () => {
@@ -247,7 +205,9 @@ describe('media SDK on the demo page: publish, watch, recover', () => {
       });
       expect(outcome).toEqual(['PermissionDeniedError', 'permission-denied', 'camera']);
       await page.click('#share-camera');
-      await expect.poll(() => page.textContent('#error')).toBe('permission to capture the camera was denied');
+      await expect
+        .poll(() => page.textContent('#error'), { timeout: 10_000 })
+        .toBe('permission to capture the camera was denied');
     } finally {
       await denying.close();
     }

@@ -1,4 +1,7 @@
-/** Bundles the browser page (signaling/client/browser) into dist/web with esbuild. */
+/**
+ * Bundles the browser page (signaling/client/browser) into dist/web and the operator console
+ * (signaling/ops) into dist/web/ops with esbuild.
+ */
 import { build } from 'esbuild';
 import { copyFileSync, mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -19,4 +22,17 @@ await build({
 });
 for (const file of ['index.html', 'favicon.svg'])
   copyFileSync(`${root}signaling/client/browser/${file}`, `${outdir}/${file}`);
+mkdirSync(`${outdir}/ops`, { recursive: true });
+await build({
+  entryPoints: [`${root}signaling/ops/ops.ts`],
+  bundle: true,
+  format: 'esm',
+  platform: 'browser',
+  target: ['chrome120', 'firefox120', 'safari17'],
+  sourcemap: true,
+  minify: true,
+  outfile: `${outdir}/ops/ops.js`,
+  logLevel: 'warning',
+});
+for (const file of ['index.html', 'ops.css']) copyFileSync(`${root}signaling/ops/${file}`, `${outdir}/ops/${file}`);
 console.log(`built ${outdir}`);

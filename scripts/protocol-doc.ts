@@ -8,6 +8,7 @@ import { durableEventSchemas, ephemeralEventSchemas } from '../signaling/src/pro
 import { requestEnvelopeSchema } from '../signaling/src/protocol/common.js';
 import { CloseCode, ERROR_CODES, HTTP_ONLY_ERROR_CODES, HTTP_STATUS } from '../signaling/src/errors.js';
 import { CONFIG_VARIABLES } from '../signaling/src/config.js';
+import { ADMIN_ROUTES } from '../signaling/src/http/admin-routes.js';
 
 function schemaBlock(schema: z.ZodType, io: 'input' | 'output'): string {
   const json = z.toJSONSchema(schema, { io, unrepresentable: 'any', target: 'draft-2020-12' }) as Record<
@@ -79,6 +80,33 @@ export function renderProtocolDoc(): string {
   out.push('| name | code |');
   out.push('| --- | --- |');
   for (const [name, code] of Object.entries(CloseCode)) out.push(`| ${name} | ${code} |`);
+  out.push('');
+  out.push('## Admin API');
+  out.push('');
+  out.push(
+    'HTTP on the node’s port, with `Authorization: Bearer $SIGNALING_ADMIN_TOKEN` (401 without it or with a wrong one, ' +
+      '403 when the node has no admin token, 405 with `Allow` for a wrong method). Answers are JSON; errors are ' +
+      '`{error: {code, message}}` with the statuses of the error codes above. Views are cluster-wide: the node asked ' +
+      'gathers the other live nodes’ figures over the cluster RPC.',
+  );
+  for (const route of ADMIN_ROUTES) {
+    out.push('');
+    out.push(`### \`${route.method} ${route.path}\``);
+    out.push('');
+    out.push(route.summary);
+    if (route.query) {
+      out.push('');
+      out.push(`Query: ${route.query}.`);
+    }
+    out.push('');
+    out.push(`Answers: ${route.answers}.`);
+    if (route.fields) {
+      out.push('');
+      out.push('| field | meaning |');
+      out.push('| --- | --- |');
+      for (const [field, meaning] of route.fields) out.push(`| \`${field}\` | ${meaning} |`);
+    }
+  }
   out.push('');
   out.push('## Configuration variables');
   out.push('');

@@ -145,15 +145,21 @@ describe('admin API', () => {
       createdAt: expect.any(Number),
       participants: 4,
       participantsByRole: { presenter: 1, moderator: 1, trader: 2 },
+      participantsByNode: { [t.node.config.nodeId]: 4 },
       connected: 4,
       publishers: [],
+      producers: 0,
       eventsPerMinute: expect.any(Number),
+      chatMessagesPerMinute: expect.any(Number),
+      alertsPerMinute: 0,
       lastSeq: 7,
       epoch: expect.any(String),
       nodes: [t.node.config.nodeId],
     });
     expect(room?.eventsPerMinute as number).toBeGreaterThan(0);
     expect(room?.eventsPerMinute as number).toBeLessThanOrEqual(7);
+    expect(room?.chatMessagesPerMinute as number).toBeGreaterThan(0);
+    expect(room?.chatMessagesPerMinute as number).toBeLessThanOrEqual(3);
 
     const detail = await http(t, `/admin/rooms/${roomId}`, { headers: ADMIN });
     expect(detail.status).toBe(200);

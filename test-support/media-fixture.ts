@@ -9,6 +9,7 @@ import { MediaService, type MediaServiceOptions } from '../sfu/src/media-service
 import type {
   ActiveSpeakerEvent,
   ConsumerClosedEvent,
+  PipeOrigin,
   ProducerClosedEvent,
   TransportClosedEvent,
   WorkerDiedEvent,
@@ -39,7 +40,12 @@ export interface MediaFixture {
     level?: number,
   ): ReturnType<typeof startPlainPublisher>;
   /** {@link startPlainViewer} on the service; its sink is closed after the block. */
-  viewer(roomId: string, participantId: string, producerId: string): ReturnType<typeof startPlainViewer>;
+  viewer(
+    roomId: string,
+    participantId: string,
+    producerId: string,
+    origin?: PipeOrigin,
+  ): ReturnType<typeof startPlainViewer>;
 }
 
 /** Registers the hooks of a {@link MediaFixture} in the calling describe block; `overrides` go to the options. */
@@ -86,8 +92,8 @@ export function useMediaService(overrides: Partial<MediaServiceOptions> = {}): M
       senders.push(publisher.sender);
       return publisher;
     },
-    async viewer(roomId, participantId, producerId) {
-      const viewer = await startPlainViewer(media(), roomId, participantId, producerId);
+    async viewer(roomId, participantId, producerId, origin) {
+      const viewer = await startPlainViewer(media(), roomId, participantId, producerId, origin);
       sinks.push(viewer.sink);
       return viewer;
     },

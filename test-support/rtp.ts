@@ -12,6 +12,7 @@ import { expect } from 'vitest';
 import { eventually } from './async.js';
 import { OPUS_PAYLOAD_TYPE } from '../sfu/src/media-codecs.js';
 import type { MediaService, MediaServiceOptions } from '../sfu/src/media-service.js';
+import type { PipeOrigin } from '../sfu/src/media-types.js';
 
 /** Id of the ssrc-audio-level header extension in {@link opusRtpParameters}. */
 const AUDIO_LEVEL_EXTENSION_ID = 1;
@@ -175,12 +176,16 @@ export async function startPlainPublisher(
   return { producerId, transportId: transport.transportId, sender };
 }
 
-/** A viewer consuming a producer on its own plain recv transport connected to an {@link RtpSink}. */
+/**
+ * A viewer consuming a producer on its own plain recv transport connected to an {@link RtpSink};
+ * with `origin`, a producer published on another node (piped in from there).
+ */
 export async function startPlainViewer(
   media: MediaService,
   roomId: string,
   participantId: string,
   producerId: string,
+  origin?: PipeOrigin,
 ): Promise<{ consumerId: string; transportId: string; sink: RtpSink }> {
   const sink = await RtpSink.open();
   const transport = await media.createPlainTransport(roomId, participantId, { direction: 'recv' });
@@ -190,11 +195,12 @@ export async function startPlainViewer(
     port: sink.port,
   });
   const rtpCapabilities = await media.getRouterRtpCapabilities(roomId);
-  const consumer = await media.consume(roomId, participantId, {
-    transportId: transport.transportId,
-    producerId,
-    rtpCapabilities,
-  });
+  const consumer = await media.consume(
+    roomId,
+    participantId,
+    { transportId: transport.transportId, producerId, rtpCapabilities },
+    origin,
+  );
   await media.resumeConsumer(roomId, participantId, consumer.consumerId);
   return { consumerId: consumer.consumerId, transportId: transport.transportId, sink };
 }

@@ -38,7 +38,7 @@ export class ActiveSpeaker {
   /** Adds an audio producer to the observer of the primary router (no-op for video). Never throws. */
   async add(producer: RoomProducer): Promise<void> {
     const primary = this.#routers.all[0];
-    if (!primary || producer.kind !== 'audio') return;
+    if (!primary || producer.kind !== 'audio' || producer.originNodeId !== undefined) return;
     try {
       const localId = await this.#routers.localProducerId(producer, primary);
       let observing = this.#observers.get(primary);

@@ -8,6 +8,15 @@ export { SfuError } from './errors.js';
 export type { SfuErrorCode } from './errors.js';
 export { registerMediaMetrics } from './media-metrics.js';
 export type { MediaMetricsOptions } from './media-metrics.js';
+export { registerPipeMetrics } from './pipe-metrics.js';
+export type { CrossNodeConsumePipe, PipeMetrics } from './pipe-metrics.js';
 export { mediaCodecs, OPUS_PAYLOAD_TYPE } from './media-codecs.js';
 export type { PortRange } from './worker-pool.js';
 export type * from './media-types.js';
+export type {
+  ConsumerHealth,
+  MediaHealthOptions,
+  ProducerHealth,
+  RoomMediaHealth,
+  StreamHealth,
+} from './room-media-health.js';

@@ -112,13 +112,13 @@ export function registerMediaMetrics(registry: Registry, media: MediaService, op
 
 /**
  * `collect` single-flighted and cached: callers share the collection under way, and its result
- * for {@link MEDIA_FIGURES_MAX_AGE_MS} after it settled.
+ * for `maxAgeMs` (default {@link MEDIA_FIGURES_MAX_AGE_MS}) after it settled.
  */
-function recentOrNew<T>(collect: () => Promise<T>): () => Promise<T> {
+export function recentOrNew<T>(collect: () => Promise<T>, maxAgeMs = MEDIA_FIGURES_MAX_AGE_MS): () => Promise<T> {
   let result: Promise<T> | undefined;
   let settledAt = Infinity; // while under way: fresh
   return () => {
-    if (!result || Date.now() - settledAt >= MEDIA_FIGURES_MAX_AGE_MS) {
+    if (!result || Date.now() - settledAt >= maxAgeMs) {
       const started = collect();
       result = started;
       settledAt = Infinity;
@@ -131,7 +131,8 @@ function recentOrNew<T>(collect: () => Promise<T>): () => Promise<T> {
   };
 }
 
-async function withTimeout<T>(promise: Promise<T>, timeoutMs: number, fallback: T): Promise<T> {
+/** `promise`'s value, or `fallback` when it rejects or takes longer than `timeoutMs`. */
+export async function withTimeout<T>(promise: Promise<T>, timeoutMs: number, fallback: T): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<T>((resolve) => {
     timer = setTimeout(() => resolve(fallback), timeoutMs);

@@ -10,6 +10,11 @@ import type {
   ConsumerInfo,
   MediaServiceEvents,
   MediaStats,
+  PipeEnd,
+  PipeOffer,
+  PipeOrigin,
+  PipeSummary,
+  PipeTraffic,
   PlainTransportInfo,
   PlainTransportOptions,
   PlainTransportRemote,
@@ -23,6 +28,7 @@ import type {
   WorkerUsage,
 } from './media-types.js';
 import { RoomMedia } from './room-media.js';
+import type { MediaHealthOptions, RoomMediaHealth } from './room-media-health.js';
 import { SafeEmitter } from './safe-emitter.js';
 import { WorkerPool, type PortRange } from './worker-pool.js';
 
@@ -34,6 +40,11 @@ export type MediaServiceOptions = {
   listenIp: string;
   /** IP or hostname clients reach this node at, when it differs from `listenIp`. */
   announcedAddress?: string;
+  /**
+   * IP or hostname other nodes reach this node's pipes at (`RTC_PIPE_ANNOUNCED_ADDRESS`); default
+   * `announcedAddress`, then `listenIp`.
+   */
+  pipeAnnouncedAddress?: string;
   /** Worker `i` listens on UDP and TCP port `rtcBasePort + i`; 0 picks free ports in `rtcPortRange`. */
   rtcBasePort: number;
   /** Ports of plain and pipe transports (and of WebRtcServers when `rtcBasePort` is 0). Default 10000–59999. */
@@ -122,6 +133,7 @@ export class MediaService extends SafeEmitter<MediaServiceEvents> {
       numWorkers: options.numWorkers ?? os.availableParallelism(),
       listenIp: options.listenIp,
       ...(options.announcedAddress ? { announcedAddress: options.announcedAddress } : {}),
+      ...(options.pipeAnnouncedAddress ? { pipeAnnouncedAddress: options.pipeAnnouncedAddress } : {}),
       rtcBasePort: options.rtcBasePort,
       portRange: options.rtcPortRange ?? { min: 10000, max: 59999 },
       restartBackoff: {
@@ -197,8 +209,83 @@ export class MediaService extends SafeEmitter<MediaServiceEvents> {
    * existing consumer (paused again), creating none. Over `maxConsumersPerParticipant`:
    * `SfuError('FORBIDDEN')` naming the limit.
    */
-  async consume(roomId: string, participantId: string, options: ConsumeOptions): Promise<ConsumerInfo> {
-    return this.#room(roomId).consume(participantId, options);
+  async consume(
+    roomId: string,
+    participantId: string,
+    options: ConsumeOptions,
+    origin?: PipeOrigin,
+  ): Promise<ConsumerInfo> {
+    return this.#room(roomId).consume(participantId, options, origin);
+  }
+
+  /**
+   * Whether the room has the producer on this node now: published here, or piped in already. A
+   * producer published on another node is consumed by passing its {@link PipeOrigin} to
+   * {@link consume}: the producer is piped in once (one pipe per producer per node) and torn down
+   * when its last consumer here closes.
+   */
+  hasProducer(roomId: string, producerId: string): boolean {
+    return this.#rooms.get(roomId)?.hasProducer(producerId) ?? false;
+  }
+
+  /**
+   * Node `nodeId` asks for a producer published here: this node's end of a pipe connected to
+   * `end`, with the producer flowing into it. `SfuError('NOT_FOUND')` for a producer not
+   * published here.
+   */
+  async pipeOut(roomId: string, producerId: string, nodeId: string, end: PipeEnd): Promise<PipeOffer> {
+    return this.#room(roomId).pipeOut(producerId, nodeId, end);
+  }
+
+  /** Node `nodeId` no longer consumes a producer of this node. No-op when nothing is piped to it. */
+  closePipeOut(roomId: string, producerId: string, nodeId: string): void {
+    this.#rooms.get(roomId)?.closePipeOut(producerId, nodeId);
+  }
+
+  /**
+   * The origin of a producer piped in here closed it (`origin-closed`) or went away
+   * (`origin-lost`): its consumers here close (`consumerclosed`, reason `producer-closed` or
+   * `origin-lost`). No-op when it is not piped in.
+   */
+  closePipeIn(roomId: string, producerId: string, reason: 'origin-closed' | 'origin-lost'): void {
+    this.#rooms.get(roomId)?.closePipeIn(producerId, reason);
+  }
+
+  /** The origin of a producer piped in here paused or resumed it. No-op when it is not piped in. */
+  async setPipeInPaused(roomId: string, producerId: string, paused: boolean): Promise<void> {
+    await this.#rooms.get(roomId)?.setPipeInPaused(producerId, paused);
+  }
+
+  /** Node `nodeId` went away (died, or left the cluster): every pipe with it closes, in every room. */
+  nodeLost(nodeId: string): void {
+    for (const room of this.#rooms.values()) room.nodeLost(nodeId);
+  }
+
+  /** The pipes between this node and others, in every room. */
+  pipes(): PipeSummary[] {
+    return [...this.#rooms.values()].flatMap((room) => room.pipes());
+  }
+
+  /**
+   * Bitrate of the pipes between nodes open now, by direction (in: received, out: sent), from
+   * their stats; pipes that do not answer within `timeoutMs` are left out (and counted).
+   */
+  async pipeTraffic(timeoutMs = 1000): Promise<PipeTraffic> {
+    const requests = [...this.#rooms.values()].flatMap((room) => room.pipeStats());
+    const traffic: PipeTraffic = { in: 0, out: 0, pipesTimedOut: 0 };
+    const results = await withTimeout(
+      requests.map((r) => r.stats),
+      timeoutMs,
+    );
+    results.forEach((result, i) => {
+      const direction = requests[i]?.direction ?? 'in';
+      if (result === undefined) {
+        traffic.pipesTimedOut += 1;
+        return;
+      }
+      for (const stat of result) traffic[direction] += direction === 'in' ? stat.recvBitrate : stat.sendBitrate;
+    });
+    return traffic;
   }
 
   /** `sfu.resumeConsumer`. Owner only. */
@@ -312,6 +399,11 @@ export class MediaService extends SafeEmitter<MediaServiceEvents> {
     return this.#rooms.get(roomId)?.listProducers() ?? [];
   }
 
+  /** Ids of the rooms with media on this node. */
+  roomIds(): string[] {
+    return [...this.#rooms.keys()];
+  }
+
   /** Whether the room has media on this node. */
   hasRoom(roomId: string): boolean {
     return this.#rooms.has(roomId);
@@ -321,6 +413,18 @@ export class MediaService extends SafeEmitter<MediaServiceEvents> {
   roomInfo(roomId: string): RoomMediaInfo | undefined {
     const room = this.#rooms.get(roomId);
     return room ? { ...room.counts(), routerWorkers: room.routerWorkers() } : undefined;
+  }
+
+  /**
+   * A room's producers and consumers with their bitrate and loss, measured now (one stats request
+   * each, `timeoutMs` at most); `undefined` when the room has no media here.
+   */
+  roomMediaHealth(
+    roomId: string,
+    timeoutMs = 1000,
+    options?: MediaHealthOptions,
+  ): Promise<RoomMediaHealth> | undefined {
+    return this.#rooms.get(roomId)?.mediaHealth(timeoutMs, options);
   }
 
   /** Live workers. */
@@ -346,8 +450,11 @@ export class MediaService extends SafeEmitter<MediaServiceEvents> {
       transports: 0,
       producers: 0,
       consumers: 0,
+      pipesIn: 0,
+      pipesOut: 0,
     };
     for (const room of this.#rooms.values()) {
+      for (const pipe of room.pipes()) stats[pipe.direction === 'in' ? 'pipesIn' : 'pipesOut'] += 1;
       const counts = room.counts();
       stats.routers += counts.routers;
       stats.transports += counts.transports;
@@ -444,11 +551,29 @@ export class MediaService extends SafeEmitter<MediaServiceEvents> {
     room.on('transportclosed', (event) => this.safeEmit('transportclosed', event));
     room.on('consumerlayerschanged', (event) => this.safeEmit('consumerlayerschanged', event));
     room.on('activespeaker', (event) => this.safeEmit('activespeaker', event));
+    room.on('pipepaused', (event) => this.safeEmit('pipepaused', event));
+    room.on('pipeclosed', (event) => this.safeEmit('pipeclosed', event));
     this.#rooms.set(roomId, room);
     return room;
   }
 
   #assertOpen(): void {
     if (this.#closing) throw new SfuError('UNAVAILABLE', 'media service closed');
+  }
+}
+
+/**
+ * Settles every request within `timeoutMs`: each result, or `undefined` for a request that failed
+ * or did not answer in time.
+ */
+async function withTimeout<T>(requests: Promise<T>[], timeoutMs: number): Promise<(T | undefined)[]> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), timeoutMs);
+  });
+  try {
+    return await Promise.all(requests.map((request) => Promise.race([request.catch(() => undefined), deadline])));
+  } finally {
+    clearTimeout(timer);
   }
 }

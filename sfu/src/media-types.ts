@@ -19,7 +19,13 @@ export type ProducerCloseReason =
   /** The room's media closed (`closeRoom`, service close). */
   | 'room-closed'
   /** The worker holding it died; the owner has to publish again. */
-  | 'worker-died';
+  | 'worker-died'
+  /** Piped in from another node: that node closed it (its owner closed it, left or moved). */
+  | 'origin-closed'
+  /** Piped in from another node: that node went away (died, or left the cluster). */
+  | 'origin-lost'
+  /** Piped in from another node: nobody here consumes it any more. */
+  | 'unpiped';
 
 /** Why a consumer closed. */
 export type ConsumerCloseReason =
@@ -32,7 +38,9 @@ export type ConsumerCloseReason =
   /** The room's media closed. */
   | 'room-closed'
   /** The worker holding it (or its transport) died; the owner has to consume again. */
-  | 'worker-died';
+  | 'worker-died'
+  /** Its producer was piped in from another node, and that node went away (died, or left the cluster). */
+  | 'origin-lost';
 
 /** Why a transport closed. */
 export type TransportCloseReason = 'participant-left' | 'room-closed' | 'worker-died';
@@ -90,6 +98,29 @@ export type WorkerDiedEvent = { workerIndex: number; pid: number };
 /** `workerrestarted` event: a replacement worker for `workerIndex` is up. */
 export type WorkerRestartedEvent = { workerIndex: number; pid: number };
 
+/** Which way a pipe between nodes carries a producer, seen from this node. */
+export type PipeDirection = 'in' | 'out';
+
+/**
+ * `pipepaused` event: a producer piped out to node `nodeId` was paused or resumed here (its
+ * origin): that node must pause or resume its pipe producer ({@link MediaService.setPipeInPaused}).
+ */
+export type PipePausedEvent = { roomId: string; producerId: string; nodeId: string; paused: boolean };
+
+/**
+ * `pipeclosed` event: this node's end of a pipe with node `nodeId` closed. For `out` (this node
+ * is the origin) that node must close its piped-in producer ({@link MediaService.closePipeIn});
+ * for `in` the origin must close its end ({@link MediaService.closePipeOut}), unless the origin
+ * closed first or went away (`reason` `origin-closed` or `origin-lost`).
+ */
+export type PipeClosedEvent = {
+  roomId: string;
+  producerId: string;
+  nodeId: string;
+  direction: PipeDirection;
+  reason: ProducerCloseReason | 'producer-closed' | 'node-lost';
+};
+
 /** Events of one room's media (each carries its `roomId`). */
 export type RoomMediaEvents = {
   producerclosed: [ProducerClosedEvent];
@@ -97,6 +128,8 @@ export type RoomMediaEvents = {
   transportclosed: [TransportClosedEvent];
   consumerlayerschanged: [ConsumerLayersChangedEvent];
   activespeaker: [ActiveSpeakerEvent];
+  pipepaused: [PipePausedEvent];
+  pipeclosed: [PipeClosedEvent];
 };
 
 /** Events of {@link MediaService}. */
@@ -190,6 +223,10 @@ export type MediaStats = RoomMediaCounts & {
   /** Successful restarts of dead workers since start. */
   workerRestarts: number;
   rooms: number;
+  /** Producers piped in from other nodes (one pipe per producer per node). */
+  pipesIn: number;
+  /** Pipes carrying this node's producers to other nodes (one per producer and node). */
+  pipesOut: number;
 };
 
 /** CPU and memory of one live worker process. */
@@ -208,4 +245,47 @@ export type TransportTraffic = {
   bytesSent: number;
   /** Transports whose stats did not arrive before the timeout. */
   transportsTimedOut: number;
+};
+
+/** This node's end of a pipe between nodes: where the other end sends to, and its SRTP keys. */
+export type PipeEnd = {
+  ip: string;
+  port: number;
+  /** Present when the pipe is encrypted (nodes not on one host's loopback). */
+  srtpParameters?: types.SrtpParameters;
+};
+
+/** What the origin answers to a pipe request: its end, and the producer as the pipe carries it. */
+export type PipeOffer = PipeEnd & {
+  participantId: string;
+  kind: types.MediaKind;
+  source: MediaSource;
+  rtpParameters: types.RtpParameters;
+  paused: boolean;
+};
+
+/**
+ * How this node reaches the node a producer comes from, to consume it here (signaling implements
+ * it over the cluster RPC): `open` hands the origin this node's end and resolves the origin's.
+ */
+export interface PipeOrigin {
+  readonly nodeId: string;
+  open(end: PipeEnd): Promise<PipeOffer>;
+}
+
+/** One pipe between nodes, as listed by `pipes()`. */
+export type PipeSummary = {
+  roomId: string;
+  producerId: string;
+  /** The node at the other end. */
+  nodeId: string;
+  direction: PipeDirection;
+  /** Consumers of the piped-in producer on this node (`in` only). */
+  consumers?: number;
+};
+
+/** Bitrate of the pipes between nodes open now, by direction, in bits per second. */
+export type PipeTraffic = Record<PipeDirection, number> & {
+  /** Pipes whose stats did not arrive before the timeout. */
+  pipesTimedOut: number;
 };

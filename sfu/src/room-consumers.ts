@@ -22,6 +22,8 @@ export type RoomConsumersOptions = {
   scope: RoomScope;
   participants: RoomParticipants;
   routers: RoomRouters;
+  /** A consumer of `producerId` closed. */
+  onConsumerGone?: (producerId: string) => void;
 };
 
 /**
@@ -39,12 +41,14 @@ export class RoomConsumers {
   #scope: RoomScope;
   #participants: RoomParticipants;
   #routers: RoomRouters;
+  #onConsumerGone: (producerId: string) => void;
   #consumers = new Map<string, RoomConsumer>();
 
   constructor(options: RoomConsumersOptions) {
     this.#scope = options.scope;
     this.#participants = options.participants;
     this.#routers = options.routers;
+    this.#onConsumerGone = options.onConsumerGone ?? (() => {});
   }
 
   /** Number of consumers of the room. */
@@ -133,6 +137,7 @@ export class RoomConsumers {
       producerId: entry.producer.id,
       reason,
     });
+    this.#onConsumerGone(entry.producer.id);
   }
 
   async #create(

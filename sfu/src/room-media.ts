@@ -6,6 +6,10 @@ import { SfuError } from './errors.js';
 import type {
   ConsumeOptions,
   ConsumerInfo,
+  PipeEnd,
+  PipeOffer,
+  PipeOrigin,
+  PipeSummary,
   PlainTransportInfo,
   PlainTransportOptions,
   PlainTransportRemote,
@@ -17,10 +21,12 @@ import type {
   TransportDirection,
   WebRtcTransportInfo,
 } from './media-types.js';
+import { NodePipes } from './node-pipes.js';
 import { consumerInfo, RoomConsumers } from './room-consumers.js';
 import { RoomParticipants } from './room-participants.js';
 import { assertSourceCarries, RoomProducers, type RoomProducer } from './room-producers.js';
 import { RoomRouters, type RoomRouter, type RouterLossReason } from './room-routers.js';
+import { collectRoomMediaHealth, type MediaHealthOptions, type RoomMediaHealth } from './room-media-health.js';
 import type { RoomScope } from './room-scope.js';
 import { RoomTransports } from './room-transports.js';
 import { SafeEmitter } from './safe-emitter.js';
@@ -64,6 +70,7 @@ export class RoomMedia extends SafeEmitter<RoomMediaEvents> {
   #transports: RoomTransports;
   #producers: RoomProducers;
   #consumers: RoomConsumers;
+  #pipes: NodePipes;
 
   constructor(options: RoomMediaOptions) {
     super((eventName, error) => options.logger.error({ err: error, eventName }, 'room media listener threw'));
@@ -85,8 +92,12 @@ export class RoomMedia extends SafeEmitter<RoomMediaEvents> {
     });
     const speaker = new ActiveSpeaker({ scope, routers: this.#routers, producers });
     const base = { scope, participants: this.#participants, routers: this.#routers };
-    this.#consumers = new RoomConsumers(base);
+    this.#consumers = new RoomConsumers({
+      ...base,
+      onConsumerGone: (producerId) => this.#pipes.consumerGone(producerId),
+    });
     this.#producers = new RoomProducers({ ...base, speaker, consumers: this.#consumers });
+    this.#pipes = new NodePipes({ scope, pool: options.pool, routers: this.#routers, producers: this.#producers });
     this.#transports = new RoomTransports({
       ...base,
       pool: options.pool,
@@ -106,7 +117,7 @@ export class RoomMedia extends SafeEmitter<RoomMediaEvents> {
     return {
       routers: this.#routers.all.length,
       transports: this.#transports.size,
-      producers: this.#producers.all.size,
+      producers: this.#producers.list().length,
       consumers: this.#consumers.size,
     };
   }
@@ -164,10 +175,60 @@ export class RoomMedia extends SafeEmitter<RoomMediaEvents> {
    * transport's router first when needed. A producer is consumed at most once per transport: a
    * second consume answers the existing consumer (see {@link RoomConsumers}).
    */
-  async consume(participantId: string, options: ConsumeOptions): Promise<ConsumerInfo> {
+  async consume(participantId: string, options: ConsumeOptions, origin?: PipeOrigin): Promise<ConsumerInfo> {
     const transport = this.#transports.owned(participantId, options.transportId, 'recv');
-    const producer = this.#producers.get(options.producerId);
-    return consumerInfo(await this.#consumers.consume(participantId, transport, producer, options.rtpCapabilities));
+    if (!origin || this.#producers.all.has(options.producerId)) {
+      const producer = this.#producers.get(options.producerId);
+      return consumerInfo(await this.#consumers.consume(participantId, transport, producer, options.rtpCapabilities));
+    }
+    // Published on another node: piped in once, the pipe held while this consumer is created.
+    const release = this.#pipes.hold(options.producerId);
+    try {
+      const producer = await this.#pipes.pipeIn(options.producerId, origin);
+      return consumerInfo(await this.#consumers.consume(participantId, transport, producer, options.rtpCapabilities));
+    } finally {
+      release();
+    }
+  }
+
+  /** Whether the room knows the producer now (published here, or piped in). */
+  hasProducer(producerId: string): boolean {
+    return this.#producers.all.has(producerId);
+  }
+
+  /** Another node asks for a producer published here: see {@link NodePipes.pipeOut}. */
+  pipeOut(producerId: string, nodeId: string, end: PipeEnd): Promise<PipeOffer> {
+    return this.#pipes.pipeOut(producerId, nodeId, end);
+  }
+
+  /** Another node no longer wants a producer piped out to it. */
+  closePipeOut(producerId: string, nodeId: string): void {
+    this.#pipes.closeOut(producerId, nodeId);
+  }
+
+  /** The origin of a piped-in producer closed it, or went away. */
+  closePipeIn(producerId: string, reason: 'origin-closed' | 'origin-lost'): void {
+    this.#pipes.closeIn(producerId, reason);
+  }
+
+  /** The origin of a piped-in producer paused or resumed it. */
+  setPipeInPaused(producerId: string, paused: boolean): Promise<void> {
+    return this.#pipes.setInPaused(producerId, paused);
+  }
+
+  /** Node `nodeId` went away: every pipe of the room with it closes. */
+  nodeLost(nodeId: string): void {
+    this.#pipes.nodeLost(nodeId);
+  }
+
+  /** The room's pipes with other nodes. */
+  pipes(): PipeSummary[] {
+    return this.#pipes.list();
+  }
+
+  /** Stats requests of the room's pipe transports between nodes, with their direction. */
+  pipeStats(): ReturnType<NodePipes['stats']> {
+    return this.#pipes.stats();
   }
 
   /** Resumes a consumer (consumers start paused). */
@@ -221,6 +282,11 @@ export class RoomMedia extends SafeEmitter<RoomMediaEvents> {
   /** The room's producers. */
   listProducers(): ProducerSummary[] {
     return this.#producers.list();
+  }
+
+  /** The room's producers and consumers with their measured bitrate and loss (admin pages). */
+  mediaHealth(timeoutMs: number, options?: MediaHealthOptions): Promise<RoomMediaHealth> {
+    return collectRoomMediaHealth(this.#producers.all.values(), timeoutMs, options);
   }
 
   /** Stats requests of every client transport of the room, one promise each. */

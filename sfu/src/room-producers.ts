@@ -5,18 +5,26 @@ import { SfuError, toSfuError } from './errors.js';
 import type { MediaSource, ProduceOptions, ProducerCloseReason, ProducerSummary } from './media-types.js';
 import type { RoomConsumer, RoomConsumers } from './room-consumers.js';
 import type { RoomParticipants } from './room-participants.js';
-import type { RoomRouters } from './room-routers.js';
+import type { RoomRouter, RoomRouters } from './room-routers.js';
 import type { RoomScope } from './room-scope.js';
 import { closeReason, type RoomTransport } from './room-transports.js';
 
-/** One producer of a room, on a send transport of its owner. */
+/**
+ * One producer of a room: on a send transport of its owner, or piped in from the node that holds
+ * its owner's transport (same id there and here).
+ */
 export type RoomProducer = {
   readonly id: string;
   readonly participantId: string;
   readonly kind: types.MediaKind;
   readonly source: MediaSource;
   readonly producer: types.Producer;
-  readonly transport: RoomTransport;
+  /** The router that holds it under its own id (other routers of the room hold pipes of it). */
+  readonly router: RoomRouter;
+  /** Its owner's send transport; undefined for a producer piped in from another node. */
+  readonly transport: RoomTransport | undefined;
+  /** The node it is piped in from; undefined when its owner publishes on this node. */
+  readonly originNodeId: string | undefined;
   readonly consumers: Set<RoomConsumer>;
   /** Set once the producer left the room's books. */
   closed: boolean;
@@ -82,6 +90,9 @@ export class RoomProducers {
   controlled(participantId: string, producerId: string, asModerator: boolean): RoomProducer {
     this.#scope.assertOpen();
     const entry = this.get(producerId);
+    if (entry.originNodeId !== undefined) {
+      throw new SfuError('NOT_FOUND', `producer ${producerId} is controlled on node ${entry.originNodeId}`);
+    }
     if (!asModerator && entry.participantId !== participantId) {
       throw new SfuError('FORBIDDEN', 'not the owner of this producer');
     }
@@ -111,7 +122,9 @@ export class RoomProducers {
       kind,
       source,
       producer,
+      router: transport.router,
       transport,
+      originNodeId: undefined,
       consumers: new Set(),
       closed: false,
     };
@@ -119,7 +132,7 @@ export class RoomProducers {
     transport.producers.add(entry);
     this.#participants.get(participantId).producers.add(entry);
     this.#routers.addOrigin(entry);
-    producer.on('transportclose', () => this.remove(entry, closeReason(entry.transport, 'transport-closed')));
+    producer.on('transportclose', () => this.remove(entry, closeReason(transport, 'transport-closed')));
 
     await this.#routers.pipeEverywhere(entry);
     if (kind === 'audio') await this.#speaker.add(entry);
@@ -128,6 +141,17 @@ export class RoomProducers {
       'producer created',
     );
     return entry;
+  }
+
+  /**
+   * Takes a producer piped in from another node into the room's books: consumable by its id, piped
+   * into the room's other routers like a local one. Not listed, not controlled here, and never fed
+   * to the active speaker observer (its own node observes it).
+   */
+  async adopt(entry: RoomProducer): Promise<void> {
+    this.#producers.set(entry.id, entry);
+    this.#routers.addOrigin(entry);
+    await this.#routers.pipeEverywhere(entry);
   }
 
   /** Pauses a producer. */
@@ -162,15 +186,17 @@ export class RoomProducers {
     return producers.map((p) => p.id);
   }
 
-  /** The room's producers, as listed to clients. */
+  /** The room's producers published on this node, as listed to clients (piped-in ones left out). */
   list(): ProducerSummary[] {
-    return [...this.#producers.values()].map((p) => ({
-      producerId: p.id,
-      participantId: p.participantId,
-      kind: p.kind,
-      source: p.source,
-      paused: p.producer.paused,
-    }));
+    return [...this.#producers.values()]
+      .filter((p) => p.originNodeId === undefined)
+      .map((p) => ({
+        producerId: p.id,
+        participantId: p.participantId,
+        kind: p.kind,
+        source: p.source,
+        paused: p.producer.paused,
+      }));
   }
 
   /** Closes a producer, its consumers first and its pipes after; reports it once (`producerclosed`). */
@@ -178,10 +204,13 @@ export class RoomProducers {
     if (entry.closed) return;
     entry.closed = true;
     this.#producers.delete(entry.id);
-    entry.transport.producers.delete(entry);
+    entry.transport?.producers.delete(entry);
     this.#participants.find(entry.participantId)?.producers.delete(entry);
     for (const consumer of [...entry.consumers]) {
-      this.#consumers.remove(consumer, closeReason(consumer.transport, 'producer-closed'));
+      this.#consumers.remove(
+        consumer,
+        closeReason(consumer.transport, reason === 'origin-lost' ? 'origin-lost' : 'producer-closed'),
+      );
     }
     entry.producer.close();
     this.#routers.forgetProducer(entry);

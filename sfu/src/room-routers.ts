@@ -105,14 +105,14 @@ export class RoomRouters {
 
   /** A producer was created on its transport's router: it is known there by its own id. */
   addOrigin(producer: RoomProducer): void {
-    const origin = producer.transport.router;
+    const origin = producer.router;
     origin.localProducerIds.set(producer.id, producer.id);
     origin.originProducerIds.set(producer.id, producer.id);
   }
 
   /** Pipes a new producer into every other router of the room; failures are logged. */
   async pipeEverywhere(producer: RoomProducer): Promise<void> {
-    const origin = producer.transport.router;
+    const origin = producer.router;
     await Promise.allSettled(this.#routers.filter((r) => r !== origin).map((r) => this.localProducerId(producer, r)));
   }
 
@@ -215,7 +215,7 @@ export class RoomRouters {
   }
 
   async #pipe(producer: RoomProducer, target: RoomRouter): Promise<string> {
-    const origin = producer.transport.router;
+    const origin = producer.router;
     const { pipeProducer } = await origin.router.pipeToRouter({
       producerId: producer.id,
       router: target.router,

@@ -26,6 +26,8 @@ export type WorkerPoolOptions = {
   listenIp: string;
   /** Address announced in ICE candidates and plain transport tuples (NAT, containers). */
   announcedAddress?: string;
+  /** Address other nodes reach this node's pipes at; default `announcedAddress`, then `listenIp`. */
+  pipeAnnouncedAddress?: string;
   /**
    * Worker `i`'s WebRtcServer listens on UDP and TCP port `rtcBasePort + i`; when that port is
    * taken (another node on the host), on the next free one of `rtcBasePort + i + k × numWorkers`
@@ -247,6 +249,20 @@ export class WorkerPool extends SafeEmitter<WorkerPoolEvents> {
       protocol: 'udp',
       ip: this.#options.listenIp,
       ...(this.#options.announcedAddress ? { announcedAddress: this.#options.announcedAddress } : {}),
+      portRange: { ...this.#options.portRange },
+    };
+  }
+
+  /**
+   * Listen info for the pipes between this node and other nodes: the pool's IP, announced at the
+   * pipe address (`pipeAnnouncedAddress`, else `announcedAddress`), the pool's port range.
+   */
+  nodePipeListenInfo(): types.TransportListenInfo {
+    const announcedAddress = this.#options.pipeAnnouncedAddress ?? this.#options.announcedAddress;
+    return {
+      protocol: 'udp',
+      ip: this.#options.listenIp,
+      ...(announcedAddress ? { announcedAddress } : {}),
       portRange: { ...this.#options.portRange },
     };
   }

@@ -21,8 +21,20 @@ export const durableEventSchemas = {
     participantId: z.string(),
     kind: mediaKindSchema,
     source: mediaSourceSchema,
+    nodeId: z
+      .string()
+      .optional()
+      .describe('the node the producer is published on (in a cluster; added to the contract)'),
   }),
-  'producer.removed': z.object({ producerId: z.string(), reason: z.string().optional() }),
+  'producer.removed': z.object({
+    producerId: z.string(),
+    reason: z
+      .string()
+      .optional()
+      .describe(
+        'why (added to the contract): `closed`, `participant-left`, `role-revoked`, `transport-closed`, `worker-died`; `migrating` when its publisher is moving to another node (its node drains): a `producer.added` of its new producer follows, consume that one; `node-lost` when the node it was published on died',
+      ),
+  }),
   'producer.paused': z.object({ producerId: z.string() }),
   'producer.resumed': z.object({ producerId: z.string() }),
   'chat.message': z.object({ messageId: z.string(), from: participantRef, text: z.string(), ts: z.number() }),
@@ -40,7 +52,14 @@ export const durableEventSchemas = {
 /** Ephemeral events: no `seq`, not replayed. */
 export const ephemeralEventSchemas = {
   'participant.count': z.object({ count: z.number().int() }),
-  'consumer.closed': z.object({ consumerId: z.string(), reason: z.string() }),
+  'consumer.closed': z.object({
+    consumerId: z.string(),
+    reason: z
+      .string()
+      .describe(
+        '`producer-closed`, `transport-closed`, `worker-died`; `origin-lost` when the producer was published on another node that went away (died or left the cluster)',
+      ),
+  }),
   'transport.closed': z
     .object({ transportId: z.string(), reason: z.string() })
     .describe('one of your transports died with its worker: create a new one, then produce/consume again'),

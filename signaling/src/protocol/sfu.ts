@@ -15,6 +15,12 @@ export const producerInfoSchema = z.object({
   kind: mediaKindSchema,
   source: mediaSourceSchema,
   paused: z.boolean(),
+  nodeId: z
+    .string()
+    .optional()
+    .describe(
+      'the node the producer is published on (in a cluster; added to the contract): a producer of another node is consumed like any other, piped from there',
+    ),
 });
 
 /** An object whose inner structure mediasoup validates. */

@@ -8,8 +8,12 @@ import type { producerInfoSchema } from '../protocol/sfu.js';
 export type ProducerInfo = z.infer<typeof producerInfoSchema>;
 
 export interface RoomMediaHooks {
-  /** Router capabilities for a joining client (creates the room's router lazily). */
+  /**
+   * Router capabilities for a joining client (creates the room's router lazily). In a cluster it
+   * also reads the room's producers on every node, which {@link listProducers} answers next.
+   */
   routerRtpCapabilities(roomId: string): Promise<unknown>;
+  /** The room's producers (on every node, each with its `nodeId`, in a cluster). */
   listProducers(roomId: string): ProducerInfo[];
   /** Participants of the room that currently publish. */
   publisherIds(roomId: string): Set<string>;

@@ -8,6 +8,7 @@ import { z } from 'zod';
 import type { ClusterRpc } from '../cluster/cluster-rpc.js';
 import type { NodeRegistry } from '../cluster/node-registry.js';
 import { idSchema, roleSchema, type Participant, type Role } from '../protocol/common.js';
+import type { MediaRpcMethods } from './media-rpc.js';
 
 const participantTarget = z.object({ roomId: idSchema, participantId: idSchema });
 const roomTarget = z.object({ roomId: idSchema });
@@ -45,6 +46,11 @@ export interface NodeRoomSummary {
   connected: number;
   publishers: string[];
   eventsPerMinute: number;
+  /** Chat messages and alerts per minute (absent from nodes of an older version). */
+  chatMessagesPerMinute?: number;
+  alertsPerMinute?: number;
+  /** Members within their resume grace (no socket), by participant id. */
+  disconnected?: string[];
   lastSeq: number;
   participantList: Participant[];
 }
@@ -52,8 +58,8 @@ export interface NodeRoomSummary {
 type Params<M extends keyof typeof roomRpcParams> = z.infer<(typeof roomRpcParams)[M]>;
 type Done = Record<string, never>;
 
-/** The room service's RPC method map. */
-export interface RoomRpcMethods {
+/** The room service's RPC method map, the media pipes' included (`media-rpc.ts`). */
+export interface RoomRpcMethods extends MediaRpcMethods {
   'room.kick': { params: Params<'room.kick'>; result: Done };
   'room.mute': { params: Params<'room.mute'>; result: Done };
   'room.setRole': { params: Params<'room.setRole'>; result: Done };

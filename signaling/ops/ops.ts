@@ -82,6 +82,16 @@ function duration(ms: number): string {
   return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
 }
 
+/** A room's unacknowledged webhooks: how many and how long the oldest waits ('off': webhooks are off). */
+function webhookBacklog(backlog: AdminRoom['webhookBacklog'] | undefined): Node | string {
+  if (!backlog) return 'off';
+  if (backlog.pending === 0) return '0';
+  const text = `${backlog.pending} · oldest ${duration(backlog.oldestAgeMs)}`;
+  const element = badge(text, backlog.oldestAgeMs > 300_000 ? 'bad' : backlog.oldestAgeMs > 30_000 ? 'warn' : 'plain');
+  if (backlog.oldestWebhookId) element.title = `${backlog.oldestEvent ?? ''} ${backlog.oldestWebhookId}`.trim();
+  return element;
+}
+
 function time(epochMs: number | undefined): string {
   return epochMs === undefined ? '–' : new Date(epochMs).toLocaleTimeString();
 }
@@ -163,9 +173,7 @@ function renderRooms(answer: RoomsAnswer): void {
     const byNode = Object.entries(r.participantsByNode)
       .map(([node, count]) => `${node}: ${count}`)
       .join(', ');
-    const backlog = r.webhookBacklog
-      ? `${r.webhookBacklog.pending} since ${time(r.webhookBacklog.oldestPendingAt)}`
-      : '–';
+    const backlog = webhookBacklog(r.webhookBacklog);
     return row(
       [
         r.roomId,

@@ -47,6 +47,9 @@ describe('admin API routes', () => {
     'GET /admin/nodes': ['/admin/nodes?limit=1', 200],
     'POST /admin/nodes/:nodeId/drain': ['/admin/nodes/no-such-node/drain', 404],
     'POST /admin/drain': ['/admin/drain', undefined],
+    // Webhooks are off on this node (their answers with webhooks on: webhooks.test.ts).
+    'GET /admin/webhooks/dead-letters': ['/admin/webhooks/dead-letters?limit=10', 404],
+    'POST /admin/webhooks/dead-letters/replay': ['/admin/webhooks/dead-letters/replay', 404],
   };
   const routes = ADMIN_ROUTES.map((r) => {
     const route = concrete[`${r.method} ${r.path}`];

@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OUTBOX_GROUP, RedisOutbox } from '../../backend-bridge/src/webhooks/redis-outbox.js';
-import { WEBHOOK_TYPE_OF_EVENT } from '../../backend-bridge/src/webhooks/webhook-message.js';
+import { WEBHOOK_TYPE_OF_EVENT, webhookId } from '../../backend-bridge/src/webhooks/webhook-message.js';
 import { WebhookSender } from '../../backend-bridge/src/webhooks/webhook-sender.js';
 import { ReferenceReceiver } from '../../backend-bridge/src/reference-receiver/server.js';
 import { mountWebhooks, type WebhookInbox } from '../../backend-bridge/src/reference-receiver/webhooks.js';
@@ -16,7 +16,7 @@ import { RedisRoomBus } from '../src/bus/redis-room-bus.js';
 import { roomKeys } from '../src/bus/redis-scripts.js';
 import { eventually } from '../../test-support/async.js';
 import { useTestRedis, useTestRedisCluster, type RedisUnderTest } from '../../test-support/redis.js';
-import { expectRoomWebhooks, webhookSecret, type ExpectedWebhook } from '../../test-support/webhooks.js';
+import { expectRoomWebhooks, receivedFor, webhookSecret, type ExpectedWebhook } from '../../test-support/webhooks.js';
 
 const ALERTS = 30;
 
@@ -127,6 +127,63 @@ function outboxSuite(name: string, redis: RedisUnderTest): void {
         symbol: 'YM',
         epoch: 'ex',
       });
+    }, 30_000);
+
+    it("reports each room's backlog from its stream (in the room's slot) until it is delivered", async () => {
+      // An outbox of its own keys, not started yet: what it is given waits.
+      const idlePrefix = `${prefix}-idle`;
+      const client = connections[0]?.commands;
+      if (!client) throw new Error('no Redis connection');
+      const idle = new RedisOutbox({
+        client,
+        keyPrefix: idlePrefix,
+        streamKey: (roomId) => roomKeys(idlePrefix, roomId).webhooks,
+        consumer: 'outbox-idle',
+        partitions: 2,
+        leaseMs: 2000,
+        attemptTimeoutMs: 500,
+        pollIntervalMs: 50,
+        sender: new WebhookSender({ backendUrl: receiver.url, secret, timeoutMs: 500 }),
+        retry: { maxAttempts: 1000, baseDelayMs: 20, maxDelayMs: 200 },
+      });
+      const rooms = ['backlog-a', 'backlog-b', 'backlog-c'];
+      const enqueuedAt = Date.now();
+      for (const [r, roomId] of rooms.entries()) {
+        for (let seq = 1; seq <= r + 1; seq++) {
+          idle.enqueue({
+            roomId,
+            event: 'alert.published',
+            epoch: 'eb',
+            seq,
+            timestampMs: enqueuedAt + seq,
+            frame: JSON.stringify({ event: 'alert.published', data: { alertId: `b${seq}` }, seq }),
+          });
+        }
+      }
+      const asked = [...rooms, 'backlog-none'];
+      await eventually(
+        async () => [...(await idle.roomBacklogs(asked)).values()].map((b) => b.pending).join() === '1,2,3',
+        10_000,
+        'the backlogs',
+      );
+      const backlogs = await idle.roomBacklogs(asked);
+      expect([...backlogs.keys()]).toEqual(rooms);
+      for (const roomId of rooms) {
+        expect(backlogs.get(roomId)).toEqual({
+          pending: rooms.indexOf(roomId) + 1,
+          oldestAt: enqueuedAt + 1,
+          oldestWebhookId: webhookId({ roomId, epoch: 'eb', seq: 1, event: 'alert.published' }),
+          oldestEvent: 'alert.published',
+        });
+      }
+
+      idle.start();
+      try {
+        await eventually(async () => (await idle.roomBacklogs(rooms)).size === 0, 20_000, 'the backlogs delivered');
+        for (const roomId of rooms) expect(receivedFor(inbox, roomId)).toHaveLength(rooms.indexOf(roomId) + 1);
+      } finally {
+        await idle.close(Date.now() + 2000);
+      }
     }, 30_000);
   });
 }

@@ -6,7 +6,7 @@
  * what is delivered keeps its order and the node's memory stays bounded while the backend is
  * down. A crash loses what waits (nothing here is durable: a cluster's outbox is).
  */
-import { toWebhook, type OutboxEvent, type WebhookMessage } from './webhook-message.js';
+import { toWebhook, webhookId, type OutboxEvent, type WebhookMessage } from './webhook-message.js';
 import type { WebhookSender } from './webhook-sender.js';
 import type { WebhookMetrics } from './webhook-metrics.js';
 import {
@@ -15,6 +15,7 @@ import {
   type OutboxStats,
   type ReplayResult,
   type RetryPolicy,
+  type RoomBacklog,
   type WebhookOutbox,
 } from './webhook-outbox.js';
 
@@ -182,6 +183,23 @@ export class MemoryOutbox implements WebhookOutbox {
       }
     }
     return { replayed, failed };
+  }
+
+  /** The head of each room's queue (the webhook being sent or next) and the queue's length. */
+  async roomBacklogs(roomIds: readonly string[]): Promise<Map<string, RoomBacklog>> {
+    const backlogs = new Map<string, RoomBacklog>();
+    for (const roomId of roomIds) {
+      const room = this.#rooms.get(roomId);
+      const first = room?.items[room.head];
+      if (!room || !first) continue;
+      backlogs.set(roomId, {
+        pending: room.items.length - room.head,
+        oldestAt: first.enqueuedAt,
+        oldestWebhookId: webhookId(first.event),
+        oldestEvent: first.event.event,
+      });
+    }
+    return backlogs;
   }
 
   stats(): OutboxStats {

@@ -18,7 +18,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
-import { toWebhook, type OutboxEvent, type WebhookMessage } from './webhook-message.js';
+import { toWebhook, webhookId, type OutboxEvent, type WebhookMessage } from './webhook-message.js';
 import type { WebhookSender } from './webhook-sender.js';
 import type { WebhookMetrics } from './webhook-metrics.js';
 import {
@@ -27,6 +27,7 @@ import {
   type OutboxStats,
   type ReplayResult,
   type RetryPolicy,
+  type RoomBacklog,
   type WebhookOutbox,
 } from './webhook-outbox.js';
 
@@ -143,6 +144,21 @@ const FINISH = new Script(`
 if redis.call('XLEN', KEYS[1]) > 0 then return 0 end
 redis.call('DEL', KEYS[1])
 return 1
+`);
+
+/**
+ * KEYS: stream. The room's backlog: {0} when nothing waits, else {length, {id, {field, value, …}}}
+ * with the stream's first entry. An entry leaves the stream when it is acknowledged (ACK deletes
+ * it), so every entry left is unacknowledged — read and pending with a consumer, or not read yet —
+ * and the first is the oldest. XLEN is O(1); the first entry O(log N) (at most one stream node of
+ * deleted entries is stepped over).
+ */
+const BACKLOG = new Script(`
+local length = redis.call('XLEN', KEYS[1])
+if length == 0 then return {0} end
+local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
+if not first then return {0} end
+return {length, first}
 `);
 
 /** KEYS: lease. ARGV: holder, ms. Renews a lease this holder has; 1 when it had it. */
@@ -532,6 +548,27 @@ export class RedisOutbox implements WebhookOutbox {
       }
     }
     return { replayed, failed };
+  }
+
+  /** Each room's stream length and first entry: one script per room, in the room's own slot. */
+  async roomBacklogs(roomIds: readonly string[]): Promise<Map<string, RoomBacklog>> {
+    const answers = await Promise.all(
+      roomIds.map(async (roomId) => {
+        const answer = (await BACKLOG.run(this.#client, [this.#options.streamKey(roomId)], [])) as
+          [0] | [number, [string, string[]]];
+        if (answer[0] === 0 || answer.length < 2) return undefined;
+        const [pending, [entryId, fields]] = answer as [number, [string, string[]]];
+        const entry = entryOf(roomId, fields);
+        const backlog: RoomBacklog = {
+          pending,
+          oldestAt: Number(field(fields, 't')) || Number(entryId.split('-')[0]),
+          oldestWebhookId: webhookId(entry),
+          oldestEvent: entry.event,
+        };
+        return [roomId, backlog] as const;
+      }),
+    );
+    return new Map(answers.filter((a) => a !== undefined));
   }
 
   stats(): OutboxStats {

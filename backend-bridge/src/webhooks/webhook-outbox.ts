@@ -35,6 +35,18 @@ export interface ReplayResult {
   readonly failed: readonly { readonly deadLetterId: string; readonly error: string }[];
 }
 
+/** A room's webhooks the backend has not acknowledged yet (being sent, waiting, or retried). */
+export interface RoomBacklog {
+  /** How many of the room's webhooks wait (at least 1). */
+  readonly pending: number;
+  /** When the oldest of them happened (epoch ms): the room's next webhook to deliver. */
+  readonly oldestAt: number;
+  /** Its `webhook-id`. */
+  readonly oldestWebhookId: string;
+  /** Its entry's event (`participant.joined`, `room.started`, …). */
+  readonly oldestEvent: string;
+}
+
 /** What the metrics read from an outbox. */
 export interface OutboxStats {
   /** Webhooks waiting (for a cluster: in the rooms of the partitions this node holds). */
@@ -62,6 +74,11 @@ export interface WebhookOutbox {
   deadLetters(limit: number): Promise<DeadLetter[]>;
   /** Sends the named dead letters (all, oldest first, up to 100, when none are named) once more. */
   replayDeadLetters(ids?: readonly string[]): Promise<ReplayResult>;
+  /**
+   * The backlog of each named room (cheap per room, for the admin API's pages); rooms with nothing
+   * waiting are absent. With Redis, every room of the cluster, whichever node delivers it.
+   */
+  roomBacklogs(roomIds: readonly string[]): Promise<Map<string, RoomBacklog>>;
   stats(): OutboxStats;
 }
 

@@ -27,7 +27,7 @@ export const ADMIN_ROUTES: readonly AdminRouteDoc[] = [
     path: '/admin/rooms',
     summary: 'A page of the rooms with members on any live node of the cluster, in room id order.',
     query: PAGE_QUERY,
-    answers: '200; 503 with `Retry-After` when Redis does not answer',
+    answers: '200; 503 with `Retry-After` when Redis (or the webhook outbox) does not answer',
     fields: [
       ['nodeId', 'the node that answered'],
       ['rooms[]', 'one entry per room, the nodes’ figures merged (below)'],
@@ -44,7 +44,7 @@ export const ADMIN_ROUTES: readonly AdminRouteDoc[] = [
       ['rooms[].nodes', 'the nodes with members in the room'],
       [
         'rooms[].webhookBacklog',
-        '`{pending, oldestPendingAt}`: the room’s oldest unacknowledged webhook, when the node has a webhook outbox',
+        '`{pending, oldestAgeMs, oldestPendingAt, oldestWebhookId, oldestEvent}`: the room’s webhooks the backend has not acknowledged yet and the oldest of them (the next to deliver; read from the outbox, with Redis the cluster’s whichever node delivers); `{pending: 0, oldestAgeMs: 0}` when none waits; `null` when webhooks are off',
       ],
       ['nextCursor', 'pass as `cursor` for the next page; `null` on the last page'],
       ['unreachableNodes', 'live nodes that did not answer within 2 s (their figures are missing)'],
@@ -110,5 +110,32 @@ export const ADMIN_ROUTES: readonly AdminRouteDoc[] = [
     path: '/admin/drain',
     summary: 'Drains the node asked.',
     answers: '202 `{state, deadline}`',
+  },
+  {
+    method: 'GET',
+    path: '/admin/webhooks/dead-letters',
+    summary:
+      'The newest webhook dead letters (webhooks the backend did not acknowledge within `BACKEND_WEBHOOK_MAX_ATTEMPTS`), newest first; with Redis the cluster’s, from any node.',
+    query: '`limit` (1–1000, default 100; anything else 400)',
+    answers: '200; 404 when webhooks are off (no `BACKEND_URL` or `BACKEND_WEBHOOK_SECRET`)',
+    fields: [
+      [
+        'deadLetters[].deadLetterId, webhookId, roomId, type',
+        'the dead letter’s own id (what a replay names), the `webhook-id` it was sent with, its room and webhook type',
+      ],
+      ['deadLetters[].body', 'the webhook body as sent'],
+      ['deadLetters[].attempts, lastError, deadAt', 'attempts made, the last failure, when it was given up (epoch ms)'],
+    ],
+  },
+  {
+    method: 'POST',
+    path: '/admin/webhooks/dead-letters/replay',
+    summary:
+      'Sends dead letters once more, oldest first, each with its original `webhook-id` and a fresh signature; those the backend acknowledges are removed. Body: `{"ids": [deadLetterId, …]}` (1 to 100) or `{}` (the 100 oldest).',
+    answers: '200; 400 when the body is not JSON, not of that shape or larger than 64 KiB; 404 when webhooks are off',
+    fields: [
+      ['replayed', 'the dead letter ids delivered now (and removed)'],
+      ['failed[]', '`{deadLetterId, error}` of those the backend refused again (they stay)'],
+    ],
   },
 ];

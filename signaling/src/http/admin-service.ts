@@ -30,17 +30,36 @@ import {
 /** How long an admin request waits for each node. */
 const NODE_TIMEOUT_MS = 2000;
 
-/** The oldest webhook of a room the backend has not acknowledged yet, and how many wait. */
+/**
+ * A room's webhooks the backend has not acknowledged yet, as `GET /admin/rooms` shows them:
+ * `pending` 0 (and no oldest) when nothing waits.
+ */
 export interface WebhookBacklogEntry {
+  /** Webhooks of the room waiting for the backend's acknowledgement. */
   readonly pending: number;
-  readonly oldestPendingAt: number;
+  /** How long the oldest of them has waited (ms; 0 when none waits). */
+  readonly oldestAgeMs: number;
+  /** When the oldest happened (epoch ms). */
+  readonly oldestPendingAt?: number;
+  /** The oldest one's `webhook-id` (what the backend will see, and de-duplicates by). */
+  readonly oldestWebhookId?: string;
+  /** The oldest one's event (`participant.joined`, `room.started`, …). */
+  readonly oldestEvent?: string;
+}
+
+/** What the webhook outbox says of a room with a backlog. */
+export interface RoomWebhookBacklog {
+  readonly pending: number;
+  readonly oldestAt: number;
+  readonly oldestWebhookId: string;
+  readonly oldestEvent: string;
 }
 
 /**
- * Reads the webhook outbox for the rooms of a page (the backend bridge provides it); rooms without
- * a backlog are simply absent from the answer.
+ * Reads the webhook outbox for the rooms of a page (the backend bridge provides it: its Redis
+ * outbox holds the whole cluster's); rooms without a backlog are absent from the answer.
  */
-export type WebhookBacklog = (roomIds: readonly string[]) => Promise<ReadonlyMap<string, WebhookBacklogEntry>>;
+export type WebhookBacklog = (roomIds: readonly string[]) => Promise<ReadonlyMap<string, RoomWebhookBacklog>>;
 
 /** One room across the cluster in a page of `GET /admin/rooms`. */
 export interface AdminRoom {
@@ -61,8 +80,8 @@ export interface AdminRoom {
   alertsPerMinute: number;
   lastSeq: number;
   nodes: string[];
-  /** The room's oldest unacknowledged webhook, when the node has a webhook outbox and the room a backlog. */
-  webhookBacklog?: WebhookBacklogEntry;
+  /** The room's unacknowledged webhooks and the oldest of them; null when webhooks are off. */
+  webhookBacklog: WebhookBacklogEntry | null;
 }
 
 /** A page: the entries and where the next page starts (undefined on the last page). */
@@ -169,11 +188,12 @@ export class AdminService {
     const more = merged.length > page.limit || answers.results.some((r) => r.rooms.length === page.limit);
     const lastItem = items.at(-1);
     if (this.#webhookBacklog && items.length > 0) {
-      const backlog = await this.#webhookBacklog(items.map((r) => r.roomId));
-      for (const room of items) {
-        const entry = backlog.get(room.roomId);
-        if (entry) room.webhookBacklog = entry;
-      }
+      const backlog = await readBacklog(
+        this.#webhookBacklog,
+        items.map((r) => r.roomId),
+      );
+      const now = Date.now();
+      for (const room of items) room.webhookBacklog = backlogEntry(backlog.get(room.roomId), now);
     }
     return {
       items,
@@ -344,6 +364,7 @@ function mergeRooms(rooms: readonly NodeAdminRoom[]): AdminRoom[] {
         alertsPerMinute: 0,
         lastSeq: r.lastSeq,
         nodes: [],
+        webhookBacklog: null,
       };
       byRoom.set(r.roomId, room);
     }
@@ -369,6 +390,40 @@ function mergeRooms(rooms: readonly NodeAdminRoom[]): AdminRoom[] {
     room.nodes = [...new Set([...room.nodes, r.nodeId])].sort();
   }
   return [...byRoom.values()].sort((a, b) => (a.roomId < b.roomId ? -1 : 1));
+}
+
+/** A room's backlog as the page shows it: nothing waiting is `pending: 0`. */
+function backlogEntry(backlog: RoomWebhookBacklog | undefined, now: number): WebhookBacklogEntry {
+  if (!backlog) return { pending: 0, oldestAgeMs: 0 };
+  return {
+    pending: backlog.pending,
+    oldestAgeMs: Math.max(0, now - backlog.oldestAt),
+    oldestPendingAt: backlog.oldestAt,
+    oldestWebhookId: backlog.oldestWebhookId,
+    oldestEvent: backlog.oldestEvent,
+  };
+}
+
+/**
+ * The rooms' backlogs, or `UNAVAILABLE` when the outbox fails or takes longer than a node may
+ * (its Redis is the cluster's: when it does not answer, neither do the rooms' figures).
+ */
+async function readBacklog(
+  backlog: WebhookBacklog,
+  roomIds: readonly string[],
+): Promise<ReadonlyMap<string, RoomWebhookBacklog>> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${NODE_TIMEOUT_MS} ms`)), NODE_TIMEOUT_MS);
+  });
+  try {
+    return await Promise.race([backlog(roomIds), late]);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new ProtocolError('UNAVAILABLE', `the webhook outbox did not answer: ${reason}`, { retryAfterMs: 1000 });
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function countBy(keys: readonly string[]): Record<string, number> {

@@ -111,7 +111,7 @@ for i in $(seq 1 "$count"); do
   NODE_ENV="${NODE_ENV:-development}" HOST="${HOST:-127.0.0.1}" PORT="${ports[$i]}" NODE_ID="node-$i" \
     REDIS_URL="redis://127.0.0.1:$redis_port" SIGNALING_JWT_SECRET="$secret" \
     SIGNALING_ADMIN_TOKEN="$admin_token" DRAIN_TIMEOUT_MS="${DRAIN_TIMEOUT_MS:-5000}" \
-    setsid node --import tsx signaling/src/main.ts >"$log_dir/node-$i.log" 2>&1 &
+    setsid node --import tsx --import ./signaling/src/instrumentation.ts signaling/src/main.ts >"$log_dir/node-$i.log" 2>&1 &
   node_pids+=($!)
 done
 for i in $(seq 1 "$count"); do

@@ -4,4 +4,5 @@
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 bash scripts/setup.sh
-exec scripts/with-node.sh node dist/signaling/src/main.js
+# The OpenTelemetry preload first: it does nothing unless OTEL_* asks for tracing.
+exec scripts/with-node.sh node --import ./dist/signaling/src/instrumentation.js dist/signaling/src/main.js

@@ -1,6 +1,7 @@
 /**
- * A node running as a child process (`node --import tsx signaling/src/main.ts`) on a free
- * loopback port, for tests that need real signals, a separate heap or a crash-proof boundary.
+ * A node running as a child process (`node --import tsx --import ./signaling/src/instrumentation.ts
+ * signaling/src/main.ts`, as `npm run dev`) on a free loopback port, for tests that need real
+ * signals, a separate heap or a crash-proof boundary.
  * Its stdout (pino JSON logs) and stderr are captured; `kill()` ends it for sure (`kill -9`),
  * `terminate()` sends SIGTERM (a drain) and waits for the exit.
  */
@@ -220,7 +221,9 @@ export async function spawnNode(
   const port = await freePort();
   const inspectPort = options.inspect ? await freePort() : undefined;
   const args = [...(options.nodeArgs ?? []), ...(inspectPort ? [`--inspect=127.0.0.1:${inspectPort}`] : [])];
-  const child = spawn(process.execPath, [...args, '--import', 'tsx', 'signaling/src/main.ts'], {
+  // The same preload as `npm start`: OpenTelemetry first (it does nothing without OTEL_* set).
+  const preload = ['--import', 'tsx', '--import', './signaling/src/instrumentation.ts'];
+  const child = spawn(process.execPath, [...args, ...preload, 'signaling/src/main.ts'], {
     cwd: ROOT,
     env: {
       PATH: process.env.PATH ?? '',
@@ -244,7 +247,7 @@ export async function spawnNode(
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const node = new ChildNode(child, port, inspectPort);
-  const deadline = Date.now() + 30_000;
+  const deadline = Date.now() + 60_000;
   for (;;) {
     if (!node.alive) throw new Error(`node exited during start-up:\n${node.stdout}\n${node.stderr}`);
     try {

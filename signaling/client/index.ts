@@ -26,6 +26,23 @@ export { RoomTimeline, historyPages } from './history.js';
 export type { HistoryEvent, HistoryOptions, HistoryPage, TimelineEntry } from './history.js';
 
 /**
+ * A new W3C trace context (`00-<trace id>-<span id>-01`, sampled) for `request(…, { traceparent })`:
+ * the server's span of that request, and every node's delivery of what it published, join this
+ * trace. Give one to the requests worth following end to end (an alert, say).
+ */
+export function newTraceparent(): string {
+  const hex = (bytes: number): string =>
+    Array.from(globalThis.crypto.getRandomValues(new Uint8Array(bytes)), (b) => b.toString(16).padStart(2, '0')).join(
+      '',
+    );
+  let traceId = hex(16);
+  while (/^0+$/.test(traceId)) traceId = hex(16);
+  let spanId = hex(8);
+  while (/^0+$/.test(spanId)) spanId = hex(8);
+  return `00-${traceId}-${spanId}-01`;
+}
+
+/**
  * The version of the wire protocol this SDK speaks. Servers of one protocol version only add
  * (methods, events, optional fields), so an SDK works with every server of its version.
  */
@@ -204,7 +221,10 @@ export class TradingRoomClient {
     });
   }
 
-  /** Sends a request; resolves with its result or rejects with a {@link RequestError}. */
+  /**
+   * Sends a request; resolves with its result or rejects with a {@link RequestError}. With
+   * `traceparent` (see {@link newTraceparent}) the server traces the request under that span.
+   */
   request<M extends MethodName>(
     method: M,
     data: MethodData<M>,

@@ -59,7 +59,11 @@ describe('loadConfig', () => {
     expect(config.media.plainTransports).toBe(false);
     expect(config.media.plainAllowedCidrs).toEqual(['127.0.0.0/8', '::1/128']);
     expect(config.media.maxConsumersPerParticipant).toBe(16);
-    expect(config.telemetry).toEqual({ otlpEndpoint: undefined, serviceName: 'trading-room', enabled: false });
+    expect(config.telemetry).toEqual({
+      otlpEndpoint: undefined,
+      serviceName: 'trading-room-signaling',
+      enabled: false,
+    });
     expect(config.redis).toBeUndefined();
     expect(config.redisKeyPrefix).toBe('trading-room');
     expect(config.nodeTtlMs).toBe(10_000);

@@ -5,11 +5,20 @@
  * (`@trading-room/client`) and its media entry (`@trading-room/client/media`) — and is the
  * example an integrator reads.
  */
-import { RoomTimeline, TradingRoomClient, type EventData, type JoinResult, type TimelineEntry } from '../index.js';
+import {
+  newTraceparent,
+  RoomTimeline,
+  TradingRoomClient,
+  type EventData,
+  type JoinResult,
+  type TimelineEntry,
+} from '../index.js';
 import { MediaSession, type MediaSource, type Quality, type RemoteTrack } from '../media.js';
 
 const layerEvents: EventData<'consumer.layersChanged'>[] = [];
 const mediaStates: string[] = [];
+/** What happened to remote tracks, oldest first: `added|removed|migrating|migrated <source> <producerId>`. */
+const trackEvents: string[] = [];
 
 const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
 const token = new URLSearchParams(location.search).get('token') ?? '';
@@ -127,6 +136,7 @@ media.on('statechange', (state) => {
 });
 media.on('error', showError);
 media.on('trackadded', (track) => {
+  trackEvents.push(`added ${track.source} ${track.producerId}`);
   if (track.kind === 'video') {
     const element = document.createElement('video');
     element.className = 'remote';
@@ -150,9 +160,25 @@ media.on('trackadded', (track) => {
   renderStage();
 });
 media.on('trackremoved', (track) => {
+  trackEvents.push(`removed ${track.source} ${track.producerId}`);
   shown.get(track)?.tile.remove();
   shown.delete(track);
   renderStage();
+});
+// The presenter's node drains: its video keeps its tile (and last frame) until it is back.
+media.on('trackmigrating', (track) => {
+  trackEvents.push(`migrating ${track.source} ${track.producerId}`);
+  const view = shown.get(track);
+  view?.tile.classList.add('migrating');
+  if (view?.status) view.status.textContent = 'reconnecting…';
+});
+media.on('trackmigrated', (track) => {
+  trackEvents.push(`migrated ${track.source} ${track.producerId}`);
+  const view = shown.get(track);
+  if (!view) return;
+  view.tile.classList.remove('migrating');
+  view.element.dataset.producerId = track.producerId;
+  renderLayers(track);
 });
 media.on('qualitychanged', (track) => renderLayers(track));
 media.on('autoplayblocked', () => ($('unmute').hidden = false));
@@ -255,13 +281,20 @@ $<HTMLFormElement>('alert-form').onsubmit = (event) => {
   const data = new FormData(event.target as HTMLFormElement);
   const price = Number(data.get('price'));
   const note = String(data.get('note') ?? '');
+  // A trace per alert: the server's spans of this alert, on every node, share its trace id.
+  const traceparent = newTraceparent();
   void client
-    .request('alert.publish', {
-      symbol: String(data.get('symbol')),
-      action: String(data.get('action')) as 'buy',
-      ...(price > 0 ? { price } : {}),
-      ...(note ? { note } : {}),
-    })
+    .request(
+      'alert.publish',
+      {
+        symbol: String(data.get('symbol')),
+        action: String(data.get('action')) as 'buy',
+        ...(price > 0 ? { price } : {}),
+        ...(note ? { note } : {}),
+      },
+      { traceparent },
+    )
+    .then(() => console.info(`alert published, trace ${traceparent.split('-')[1]}`))
     .catch(showError);
 };
 
@@ -282,6 +315,8 @@ const hooks = {
   layerEvents,
   /** The media session's states, oldest first. */
   mediaStates,
+  /** Remote tracks added, removed, migrating and migrated, oldest first. */
+  trackEvents,
   /** Each remote video's consumer and the frames it decoded. */
   async videos(): Promise<VideoStats[]> {
     const out: VideoStats[] = [];

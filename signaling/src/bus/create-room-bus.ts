@@ -5,7 +5,7 @@
  */
 import { LocalRoomBus } from './local-room-bus.js';
 import type { HostPort, RedisTarget } from './redis-connections.js';
-import { RedisRoomBus } from './redis-room-bus.js';
+import { RedisRoomBus, type RoomOutboxOptions } from './redis-room-bus.js';
 import type { RetentionOptions, RoomBus } from './room-bus.js';
 
 export interface RoomBusOptions {
@@ -24,6 +24,8 @@ export interface RoomBusOptions {
   readonly onListenerError?: (error: unknown) => void;
   /** Background failures of the Redis bus (repairs, connection errors). */
   readonly onError?: (error: unknown, what: string) => void;
+  /** The webhook outbox the Redis bus's publish script appends to (webhooks on, with Redis). */
+  readonly outbox?: RoomOutboxOptions | undefined;
 }
 
 export function createRoomBus(options: RoomBusOptions): RoomBus {
@@ -36,6 +38,7 @@ export function createRoomBus(options: RoomBusOptions): RoomBus {
     connectionName: options.nodeId ? `trading-room-bus-${options.nodeId.replace(/[^\w.-]/g, '-')}` : undefined,
     onListenerError: options.onListenerError,
     onError: options.onError,
+    outbox: options.outbox,
   });
 }
 

@@ -22,6 +22,7 @@ import {
   type Unsubscribe,
 } from './room-bus.js';
 import { safeDeliver } from './safe-deliver.js';
+import { deliverInSpan, publishSpan, wireTrace } from '../telemetry/spans.js';
 
 /** One room's history and shared state; subscriptions live apart and outlast `dropRoom`. */
 interface LocalRoom {
@@ -56,17 +57,22 @@ export class LocalRoomBus implements RoomBus {
     return () => {};
   }
 
-  async publishDurable(roomId: string, event: string, data: unknown): Promise<BusEvent> {
-    const room = this.#room(roomId);
-    const prefix = framePrefix(event, data);
-    const logged = room.log.append((seq) => completeFrame(prefix, seq), event);
-    const busEvent: BusEvent = { roomId, event, seq: logged.seq, epoch: room.epoch, frame: logged.frame };
-    this.#deliver(roomId, busEvent);
-    return busEvent;
+  publishDurable(roomId: string, event: string, data: unknown): Promise<BusEvent> {
+    return publishSpan(roomId, event, async (span) => {
+      const room = this.#room(roomId);
+      const prefix = framePrefix(event, data);
+      const logged = room.log.append((seq) => completeFrame(prefix, seq), event);
+      const busEvent: BusEvent = { roomId, event, seq: logged.seq, epoch: room.epoch, frame: logged.frame };
+      span?.setAttribute('trading_room.seq', logged.seq);
+      this.#deliver(roomId, busEvent, wireTrace(span));
+      return busEvent;
+    });
   }
 
-  async publishEphemeral(roomId: string, event: string, data: unknown): Promise<void> {
-    this.#deliver(roomId, { roomId, event, frame: completeFrame(framePrefix(event, data)) });
+  publishEphemeral(roomId: string, event: string, data: unknown): Promise<void> {
+    return publishSpan(roomId, event, async (span) => {
+      this.#deliver(roomId, { roomId, event, frame: completeFrame(framePrefix(event, data)) }, wireTrace(span));
+    });
   }
 
   async subscribe(roomId: string, listener: BusListener): Promise<Unsubscribe> {
@@ -210,9 +216,15 @@ export class LocalRoomBus implements RoomBus {
     return room;
   }
 
-  #deliver(roomId: string, event: BusEvent): void {
+  #deliver(roomId: string, event: BusEvent, trace: string | undefined): void {
     const listeners = this.#listeners.get(roomId);
-    if (listeners) safeDeliver([...listeners], event, this.#onListenerError);
+    if (!listeners) return;
+    if (trace === undefined) {
+      safeDeliver([...listeners], event, this.#onListenerError);
+      return;
+    }
+    const traced: BusEvent = { ...event, trace };
+    deliverInSpan(traced, trace, () => safeDeliver([...listeners], traced, this.#onListenerError));
   }
 }
 

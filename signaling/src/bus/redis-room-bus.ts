@@ -41,6 +41,7 @@ import {
   type Unsubscribe,
 } from './room-bus.js';
 import { safeDeliver } from './safe-deliver.js';
+import { deliverInSpan, publishSpan, wireTrace } from '../telemetry/spans.js';
 
 export interface RedisRoomBusOptions {
   readonly target: RedisTarget;
@@ -68,6 +69,21 @@ export interface RedisRoomBusOptions {
   readonly onListenerError?: (error: unknown) => void;
   /** Failures of background work (repairs, connection errors), for the node's log. */
   readonly onError?: (error: unknown, what: string) => void;
+  /** The webhook outbox the publish script appends to (see {@link RoomOutboxOptions}). */
+  readonly outbox?: RoomOutboxOptions | undefined;
+}
+
+/**
+ * Webhooks on: the publish script appends the room's start (its epoch's first event) and the
+ * events named in `events` to the room's outbox stream, atomically with numbering them.
+ */
+export interface RoomOutboxOptions {
+  /** The durable event names webhooks report. */
+  readonly events: ReadonlySet<string>;
+  /** The consumer group the outbox stream is read through. */
+  readonly group: string;
+  /** Called after a publish appended to the room's outbox (its reader is told there is work). */
+  readonly appended: (roomId: string) => void;
 }
 
 /** One room this node subscribes to, shared by its listeners. */
@@ -118,6 +134,7 @@ export class RedisRoomBus implements RoomBus {
   readonly #healthTimeoutMs: number;
   readonly #onListenerError: (error: unknown) => void;
   readonly #onError: (error: unknown, what: string) => void;
+  readonly #outbox: RoomOutboxOptions | undefined;
   /** This bus instance in the rooms' `nodes` hashes (random: a restarted node is a new one). */
   readonly #instance = randomBytes(6).toString('base64url');
   readonly #ownEphemeral = `f|${this.#instance}|`;
@@ -144,6 +161,7 @@ export class RedisRoomBus implements RoomBus {
     this.#healthTimeoutMs = options.healthTimeoutMs ?? 2000;
     this.#onListenerError = options.onListenerError ?? (() => {});
     this.#onError = options.onError ?? (() => {});
+    this.#outbox = options.outbox;
     this.#connections = openRedisConnections(options.target, options.connectionName ?? 'trading-room-bus');
 
     const { commands, subscriber, sharded } = this.#connections;
@@ -199,7 +217,11 @@ export class RedisRoomBus implements RoomBus {
   // ---------------------------------------------------------------------------------------------
   // Publishing
 
-  async publishDurable(roomId: string, event: string, data: unknown): Promise<BusEvent> {
+  publishDurable(roomId: string, event: string, data: unknown): Promise<BusEvent> {
+    return publishSpan(roomId, event, (span) => this.#publishDurable(roomId, event, data, wireTrace(span)));
+  }
+
+  async #publishDurable(roomId: string, event: string, data: unknown, trace: string | undefined): Promise<BusEvent> {
     if (this.#closed) throw new BusUnavailableError('the room bus is closed');
     // Refused while degraded: the caller answers UNAVAILABLE rather than waiting on a frozen Redis.
     if (this.#state === 'degraded') throw new BusUnavailableError('Redis is unreachable');
@@ -215,11 +237,14 @@ export class RedisRoomBus implements RoomBus {
       maxEvents: this.#retention.maxEvents,
       keyTtlMs: this.#keyTtlMs,
       sharded: this.#connections.sharded,
+      trace,
+      outbox: this.#outbox && { wanted: this.#outbox.events.has(event), group: this.#outbox.group },
     });
-    const [epoch, seq] = (await this.#command(() =>
+    const [epoch, seq, , outboxed] = (await this.#command(() =>
       PUBLISH_SCRIPT.run(this.#connections.commands, call.keys, call.args),
-    )) as [string, number, number];
-    const published: BusEvent = { roomId, event, seq, epoch, frame: completeFrame(prefix, seq) };
+    )) as [string, number, number, number | undefined];
+    if (outboxed) this.#outbox?.appended(roomId);
+    const published: BusEvent = { roomId, event, seq, epoch, frame: completeFrame(prefix, seq), trace };
     // This node's listeners get it from the answer: the script sends the pub/sub message only when
     // another node subscribes (a copy that also comes back here is dropped as already delivered).
     const current = this.#rooms.get(roomId);
@@ -227,17 +252,21 @@ export class RedisRoomBus implements RoomBus {
     return published;
   }
 
-  async publishEphemeral(roomId: string, event: string, data: unknown): Promise<void> {
+  publishEphemeral(roomId: string, event: string, data: unknown): Promise<void> {
+    return publishSpan(roomId, event, (span) => this.#publishEphemeral(roomId, event, data, wireTrace(span)));
+  }
+
+  async #publishEphemeral(roomId: string, event: string, data: unknown, trace: string | undefined): Promise<void> {
     checkEventName(event);
     const { channel } = roomKeys(this.#prefix, roomId);
     const frame = completeFrame(framePrefix(event, data));
     // Marked with this instance: its own copy is dropped here, the listeners got it from the
     // answer — on the commands connection, in order with this node's durable events.
-    const message = `f|${this.#instance}|${frame}`;
+    const message = `${tracePrefix(trace)}f|${this.#instance}|${frame}`;
     const { commands, sharded } = this.#connections;
     await this.#command(() => (sharded ? commands.spublish(channel, message) : commands.publish(channel, message)));
     const room = this.#rooms.get(roomId);
-    if (room) this.#accept(room, { roomId, event, frame });
+    if (room) this.#accept(room, { roomId, event, frame, trace });
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -327,12 +356,20 @@ export class RedisRoomBus implements RoomBus {
     await unsubscribing.catch(() => {});
   }
 
-  #onMessage(channel: string, payload: string): void {
+  #onMessage(channel: string, received: string): void {
     const room = this.#byChannel.get(channel);
     if (!room) return;
+    // A sampled publisher's trace context leads the message: `t|<trace>|<message>`.
+    let payload = received;
+    let trace: string | undefined;
+    if (received.startsWith('t|')) {
+      const end = received.indexOf('|', 2);
+      trace = received.slice(2, end);
+      payload = received.slice(end + 1);
+    }
     // This node's own ephemeral event: delivered when Redis answered the PUBLISH.
     if (payload.startsWith(this.#ownEphemeral)) return;
-    const message = parseMessage(room.roomId, payload);
+    const message = parseMessage(room.roomId, payload, trace);
     if (!message) {
       this.#onError(new Error(`unreadable bus message on ${channel}`), 'reading a bus message');
       return;
@@ -363,7 +400,8 @@ export class RedisRoomBus implements RoomBus {
       room.seq = message.seq;
       room.deliveredAt = Date.now();
     }
-    safeDeliver(room.listeners, message, this.#onListenerError);
+    if (message.trace === undefined) safeDeliver(room.listeners, message, this.#onListenerError);
+    else deliverInSpan(message, message.trace, () => safeDeliver(room.listeners, message, this.#onListenerError));
     return true;
   }
 
@@ -636,8 +674,15 @@ export class RedisRoomBus implements RoomBus {
   }
 
   async dropRoom(roomId: string): Promise<boolean> {
-    const keys = allKeys(roomKeys(this.#prefix, roomId));
-    return (await this.#command(() => DROP_SCRIPT.run(this.#connections.commands, keys, []))) === 1;
+    const roomKeysOf = roomKeys(this.#prefix, roomId);
+    const keys = allKeys(roomKeysOf);
+    // Webhooks on: the room's outbox stream gets `room.finished` in the same step.
+    const outbox = this.#outbox ? { keys: [...keys, roomKeysOf.webhooks], args: [this.#outbox.group] } : undefined;
+    const reply = await this.#command(() =>
+      DROP_SCRIPT.run(this.#connections.commands, outbox?.keys ?? keys, outbox?.args ?? []),
+    );
+    if (reply === 2) this.#outbox?.appended(roomId);
+    return reply === 1 || reply === 2;
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -718,13 +763,14 @@ function checkEventName(event: string): void {
  * `d|<epoch>|<seq>|<frame>` (durable) or `f|<publisher's bus instance>|<frame>` (ephemeral); the
  * event name is read from the frame. Messages of earlier versions, `d|<epoch>|<seq>|<event>|<frame>` and `e|<event>|<frame>`
  * (a frame starts with `{`, an event name never does), are read too: nodes of both versions share
- * a room during a rolling upgrade.
+ * a room during a rolling upgrade. A sampled publisher's message leads with `t|<trace>|` (stripped
+ * before this), whose trace context becomes the event's `trace`.
  */
-function parseMessage(roomId: string, payload: string): BusEvent | undefined {
+function parseMessage(roomId: string, payload: string, trace: string | undefined): BusEvent | undefined {
   if (payload.startsWith('f|')) {
     const start = payload.indexOf('|', 2) + 1;
     const event = start > 0 ? eventOfFrame(payload.slice(start)) : undefined;
-    return event === undefined ? undefined : { roomId, event, frame: payload.slice(start) };
+    return event === undefined ? undefined : { roomId, event, frame: payload.slice(start), trace };
   }
   if (payload.startsWith('e|')) {
     const body = withEvent(payload, 2);
@@ -737,7 +783,12 @@ function parseMessage(roomId: string, payload: string): BusEvent | undefined {
   const seq = Number(payload.slice(epochEnd + 1, seqEnd));
   if (!Number.isSafeInteger(seq)) return undefined;
   const body = withEvent(payload, seqEnd + 1);
-  return body && { roomId, event: body.event, seq, epoch: payload.slice(2, epochEnd), frame: body.frame };
+  return body && { roomId, event: body.event, seq, epoch: payload.slice(2, epochEnd), frame: body.frame, trace };
+}
+
+/** What leads a message of a sampled publisher: `t|<trace id><span id>|` (else nothing). */
+function tracePrefix(trace: string | undefined): string {
+  return trace === undefined ? '' : `t|${trace}|`;
 }
 
 const FRAME_START = '{"event":"';

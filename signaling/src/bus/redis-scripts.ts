@@ -28,6 +28,12 @@ export interface RoomKeys {
   readonly nodes: string;
   /** The pub/sub channel (a shard channel on a Cluster). */
   readonly channel: string;
+  /**
+   * Stream of the room's webhook outbox (entries `e`, `p` epoch, `s` seq, `t` ms, `f` frame), read
+   * through a consumer group by the backend bridge. Not one of {@link allKeys}: it outlives the
+   * room until every entry was delivered.
+   */
+  readonly webhooks: string;
 }
 
 /** `prefix` must not contain braces: the room's `{…}` must be the first, so it is the hash tag. */
@@ -42,6 +48,7 @@ export function roomKeys(prefix: string, roomId: string): RoomKeys {
     roles: `${base}:roles`,
     nodes: `${base}:nodes`,
     channel: `${base}:ch`,
+    webhooks: `${base}:webhooks`,
   };
 }
 
@@ -102,9 +109,12 @@ end
 
 /**
  * Numbers, logs and publishes one durable event, atomically.
- * KEYS: meta, log, nodes. ARGV: channel, candidate epoch, frame prefix, event name, max events,
+ * KEYS: meta, log, nodes (, webhook outbox). ARGV: channel, candidate epoch, frame prefix, event name, max events,
  * key TTL ms, publish command (`publish` or `spublish`), the publisher's bus instance ('' when it
- * does not subscribe to the room). Returns `{epoch, seq, published (0/1)}`. The pub/sub message
+ * does not subscribe to the room), the message's trace prefix (`t|<trace>|` of a sampled
+ * publisher, else ''; the stream entry does not keep it); with the webhook outbox (KEYS[4]), '1'
+ * when the event is one webhooks report ('0' otherwise) and the outbox stream's consumer group.
+ * Returns `{epoch, seq, published (0/1), outbox entries appended}`. The pub/sub message
  * is `d|<epoch>|<seq>|<frame>` (the event name is the frame's first field, read from there); the
  * frame is the prefix plus `,"seq":N}`, as `completeFrame`. It is sent only when an instance other
  * than the publisher's subscribes (a fresh entry in `nodes`; stale ones are removed).
@@ -126,8 +136,23 @@ for i = 1, #stamps, 2 do
     else redis.call('HDEL', KEYS[3], stamps[i]) end
   end
 end
-if others == 1 then redis.call(ARGV[7], ARGV[1], 'd|' .. epoch .. '|' .. seq .. '|' .. frame) end
-return {epoch, seq, others}
+if others == 1 then redis.call(ARGV[7], ARGV[1], ARGV[9] .. 'd|' .. epoch .. '|' .. seq .. '|' .. frame) end
+-- The webhook outbox (KEYS[4], when ARGV[10] is '0' or '1'): an epoch's first event starts the
+-- room, and an event webhooks report ('1') is appended, in the same atomic step as its seq.
+local outboxed = 0
+local outbox = ARGV[10] or ''
+if outbox ~= '' and (seq == 1 or outbox == '1') then
+  if redis.call('EXISTS', KEYS[4]) == 0 then redis.call('XGROUP', 'CREATE', KEYS[4], ARGV[11], '0', 'MKSTREAM') end
+  if seq == 1 then
+    redis.call('XADD', KEYS[4], '*', 'e', 'room.started', 'p', epoch, 's', '0', 't', tostring(now))
+    outboxed = outboxed + 1
+  end
+  if outbox == '1' then
+    redis.call('XADD', KEYS[4], '*', 'e', ARGV[4], 'p', epoch, 's', tostring(seq), 't', tostring(now), 'f', frame)
+    outboxed = outboxed + 1
+  end
+end
+return {epoch, seq, others, outboxed}
 `);
 
 export interface PublishRequest {
@@ -141,12 +166,16 @@ export interface PublishRequest {
   readonly sharded: boolean;
   /** The publisher's bus instance when it subscribes to the room (it delivers from the answer). */
   readonly instance?: string;
+  /** The publisher's sampled trace context (48 hex digits), put before the pub/sub message. */
+  readonly trace?: string | undefined;
+  /** The webhook outbox, when webhooks are on: whether this event is one, and the stream's group. */
+  readonly outbox?: { readonly wanted: boolean; readonly group: string } | undefined;
 }
 
 /** The keys and arguments of {@link PUBLISH_SCRIPT}. */
 export function publishCall(request: PublishRequest): { keys: string[]; args: string[] } {
   return {
-    keys: [request.keys.meta, request.keys.log, request.keys.nodes],
+    keys: [request.keys.meta, request.keys.log, request.keys.nodes, ...(request.outbox ? [request.keys.webhooks] : [])],
     args: [
       request.keys.channel,
       request.candidateEpoch,
@@ -156,6 +185,8 @@ export function publishCall(request: PublishRequest): { keys: string[]; args: st
       String(request.keyTtlMs),
       request.sharded ? 'spublish' : 'publish',
       request.instance ?? '',
+      request.trace === undefined ? '' : `t|${request.trace}|`,
+      ...(request.outbox ? [request.outbox.wanted ? '1' : '0', request.outbox.group] : []),
     ],
   };
 }
@@ -227,12 +258,21 @@ return 1
 `);
 
 /**
- * Forgets a room when nobody is present. KEYS: {@link allKeys}. Returns 1 when dropped.
+ * Forgets a room when nobody is present. KEYS: {@link allKeys} (, webhook outbox). ARGV: (the
+ * outbox stream's consumer group). Returns 1 when dropped, 2 when dropped and `room.finished`
+ * was appended to the outbox (a room that had an epoch finishes, atomically with its drop).
  */
-export const DROP_SCRIPT = new LuaScript(`
+export const DROP_SCRIPT = new LuaScript(`${NOW_MS}
 if redis.call('HLEN', KEYS[3]) > 0 then return 0 end
-redis.call('DEL', unpack(KEYS))
-return 1
+local dropped = 1
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if KEYS[7] and epoch then
+  if redis.call('EXISTS', KEYS[7]) == 0 then redis.call('XGROUP', 'CREATE', KEYS[7], ARGV[1], '0', 'MKSTREAM') end
+  redis.call('XADD', KEYS[7], '*', 'e', 'room.finished', 'p', epoch, 's', '0', 't', tostring(now_ms()))
+  dropped = 2
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
+return dropped
 `);
 
 /**

@@ -22,6 +22,11 @@ export interface BusEvent {
   readonly epoch?: string;
   /** The encoded notification frame, built once and written to every socket as is. */
   readonly frame: string;
+  /**
+   * The publisher's trace context when its request was sampled: trace id and span id, 48 hex
+   * digits. Each node delivers the event in a span of that trace. Never part of the frame.
+   */
+  readonly trace?: string;
 }
 
 /**

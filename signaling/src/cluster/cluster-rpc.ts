@@ -13,6 +13,7 @@ import { openRedisConnections, type RedisConnections, type RedisTarget } from '.
 import { BusUnavailableError } from '../bus/room-bus.js';
 import { ERROR_CODES, isErrorCode, ProtocolError, type ErrorBody, type ErrorCode } from '../errors.js';
 import { traceparentSchema } from '../protocol/common.js';
+import { endWhenSettled, inRpcServerSpan, rpcClientSpan, traceparentOf } from '../telemetry/spans.js';
 
 /** One method of a method map: what its caller sends and what its handler answers. */
 export interface RpcMethod {
@@ -271,6 +272,9 @@ export class ClusterRpc<Methods extends { [K in keyof Methods]: RpcMethod }> {
       throw new RpcUnavailableError('too many cluster RPC calls in flight', RETRY_AFTER_MS);
     }
     const timeoutMs = options.timeoutMs ?? this.#defaultTimeoutMs;
+    // The active request's trace goes along (a client span of its own) unless the caller gave one.
+    const span = options.traceparent === undefined ? rpcClientSpan(nodeId, method) : undefined;
+    const traceparent = options.traceparent ?? (span && traceparentOf(span.spanContext()));
     const request: RpcRequest = {
       t: 'req',
       id: randomUUID(),
@@ -279,7 +283,7 @@ export class ClusterRpc<Methods extends { [K in keyof Methods]: RpcMethod }> {
       params,
       deadline: Date.now() + timeoutMs,
       // Tracing is best effort: a malformed trace context is left out rather than failing the call.
-      traceparent: traceparentSchema.safeParse(options.traceparent).success ? options.traceparent : undefined,
+      traceparent: traceparentSchema.safeParse(traceparent).success ? traceparent : undefined,
     };
     const payload = JSON.stringify(request);
     const answered = new Promise<unknown>((resolve, reject) => {
@@ -290,6 +294,7 @@ export class ClusterRpc<Methods extends { [K in keyof Methods]: RpcMethod }> {
       timer.unref();
       this.#pending.set(request.id, { nodeId, method, resolve, reject, timer });
     });
+    if (span) endWhenSettled(span, answered);
     // The answer may come before the publish returns: the call waits in the map first.
     let receivers: number;
     try {
@@ -371,11 +376,13 @@ export class ClusterRpc<Methods extends { [K in keyof Methods]: RpcMethod }> {
   async #run(request: RpcRequest): Promise<unknown> {
     const registration = this.#handlers.get(request.method);
     if (!registration) throw new ProtocolError('UNKNOWN_METHOD', `no RPC handler for ${request.method}`);
-    return await registration.run(request.params, {
-      callerNodeId: request.from,
-      deadline: request.deadline,
-      traceparent: request.traceparent,
-    });
+    return await inRpcServerSpan(request.method, request.from, request.traceparent, async () =>
+      registration.run(request.params, {
+        callerNodeId: request.from,
+        deadline: request.deadline,
+        traceparent: request.traceparent,
+      }),
+    );
   }
 
   /** The wire form of what a handler threw: catalogue errors as they are, anything else INTERNAL. */

@@ -1,11 +1,13 @@
 /**
  * One WebSocket connection: authenticated at the upgrade, it runs each frame through the
  * message path (size limit → JSON → envelope → rate limits → NOT_JOINED → role → schema →
- * handler inside a span) one at a time, answers every request exactly once, and watches its
- * own liveness, backlog and token expiry.
+ * handler) one at a time, each frame in a span of its own (rejected ones too, under the client's
+ * `traceparent`), answers every request exactly once, and watches its own liveness, backlog and
+ * token expiry.
  */
 import { randomUUID } from 'node:crypto';
-import { context, propagation, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import type { Attributes, SpanContext } from '@opentelemetry/api';
+import type { z } from 'zod';
 import type { Logger } from 'pino';
 import type { RawData, WebSocket } from 'ws';
 import type { Config } from '../config.js';
@@ -13,7 +15,7 @@ import { CloseCode, ProtocolError, toErrorBody, type ErrorBody } from '../errors
 import type { NodeMetrics } from '../metrics.js';
 import type { RateLimits, RateLimitRejection } from '../rate-limits.js';
 import type { AccessClaims, TokenVerifier } from '../auth/tokens.js';
-import { requestEnvelopeSchema, type RequestId, type Role } from '../protocol/common.js';
+import { requestEnvelopeSchema, traceparentSchema, type RequestId, type Role } from '../protocol/common.js';
 import { findMethod } from '../protocol/index.js';
 import { EncodedResult } from '../protocol/method.js';
 import type { EphemeralEventName, EventData } from '../protocol/notifications.js';
@@ -22,6 +24,9 @@ import type { RoomService } from '../rooms/room-service.js';
 import type { MediaGateway } from '../rooms/media-gateway.js';
 import type { DrainController } from '../drain.js';
 import { encodeFrame } from '../bus/room-bus.js';
+import { FrameSpan } from '../telemetry/frame-span.js';
+import { inChildSpan, SpanKind } from '../telemetry/spans.js';
+import { PreparedFrame } from './prepared-frame.js';
 
 /** Frames queued for processing before the socket stops reading (TCP back-pressure). */
 const MAX_QUEUED_FRAMES = 64;
@@ -40,10 +45,17 @@ export interface SessionServices {
   readonly verifier: TokenVerifier;
   readonly drain: DrainController;
   media(): MediaGateway | undefined;
-  reportError(error: unknown, context: Record<string, string | undefined>): void;
+  /** An unexpected failure, for Sentry: tags, and the trace of the request it broke. */
+  reportError(error: unknown, context: Record<string, string | undefined>, trace?: SpanContext): void;
 }
 
-const tracer = trace.getTracer('trading-room-signaling');
+/** What is known of a request so far: the answer's id and the method, as metrics and spans name it. */
+interface InboundRequest {
+  id: RequestId | null;
+  method: string;
+}
+
+type RequestEnvelope = z.output<typeof requestEnvelopeSchema>;
 
 /** The gateway's side of a connection; the room service sees it as a `RoomConnection`. */
 export class ClientSession implements HandlerSession {
@@ -111,10 +123,11 @@ export class ClientSession implements HandlerSession {
     return this.#services.rooms.participantOf(this)?.role ?? this.tokenRole;
   }
 
-  /** Writes an encoded frame; watches the socket's backlog. */
-  sendFrame(payload: string | Buffer): void {
+  /** Writes an encoded frame (a prepared one as built, once for every socket); watches the socket's backlog. */
+  sendFrame(payload: string | Buffer | PreparedFrame): void {
     if (this.#closed) return;
-    this.#ws.send(payload, TEXT_FRAME);
+    if (payload instanceof PreparedFrame) payload.writeTo(this.#ws);
+    else this.#ws.send(payload, TEXT_FRAME);
     this.#checkBacklog();
   }
 
@@ -223,75 +236,124 @@ export class ClientSession implements HandlerSession {
 
   async #process(data: RawData, isBinary: boolean): Promise<void> {
     if (this.#closed) return;
-    const started = performance.now();
-    let id: RequestId | null = null;
-    let method = 'invalid';
+    const frame = new FrameSpan(performance.now());
+    const request: InboundRequest = { id: null, method: 'invalid' };
     let outcome = 'ok';
+    let failure: unknown;
     try {
-      // Every frame counts against the connection's and the user's limits, valid or not.
-      const rejection = await this.#services.rateLimits.consumeMessage(this.connectionId, this.userId);
-      if (isBinary) {
-        await this.#limit(rejection);
-        throw new ProtocolError('BAD_REQUEST', 'binary frames are not accepted: send UTF-8 JSON text');
-      }
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(rawText(data));
-      } catch {
-        await this.#limit(rejection);
-        throw new ProtocolError('BAD_REQUEST', 'frame is not valid JSON');
-      }
-      const envelope = requestEnvelopeSchema.safeParse(parsed);
-      if (!envelope.success) {
-        id = usableId(parsed);
-        await this.#limit(rejection);
-        throw new ProtocolError('BAD_REQUEST', 'invalid request envelope', {
-          details: issuesOf(envelope.error.issues),
-        });
-      }
-      id = envelope.data.id;
-      await this.#limit(rejection);
-      const definition = findMethod(envelope.data.method);
-      method = definition ? envelope.data.method : 'unknown';
-      if (!definition) throw new ProtocolError('UNKNOWN_METHOD', `unknown method ${envelope.data.method.slice(0, 64)}`);
-      if (method !== 'room.join' && !this.#services.rooms.participantOf(this)) {
-        throw new ProtocolError('NOT_JOINED', 'join the room first');
-      }
-      if (method === 'room.join' && this.#services.drain.state !== 'RUNNING') {
-        throw new ProtocolError('UNAVAILABLE', 'this node is draining; reconnect to another node', {
-          retryAfterMs: 1000,
-        });
-      }
-      await this.#limit(await this.#services.rateLimits.consumeMethod(method, this.userId, this.connectionId));
-      if (definition.roles !== 'all' && !definition.roles.includes(this.role)) {
-        throw new ProtocolError('FORBIDDEN', `${method} is not allowed for role ${this.role}`);
-      }
-      const input = definition.data.safeParse(envelope.data.data ?? {});
-      if (!input.success)
-        throw new ProtocolError('BAD_REQUEST', 'invalid data', { details: issuesOf(input.error.issues) });
-      const result = await this.#traced(method, envelope.data.traceparent, () =>
-        definition.handle(this.#context(), input.data),
-      );
-      const encoded = result instanceof EncodedResult ? result.json : JSON.stringify(result ?? {});
-      this.#respond(`{"id":${JSON.stringify(id)},"ok":true,"data":${encoded}}`);
+      await this.#receive(data, isBinary, frame, request);
     } catch (error) {
       const body = toErrorBody(error);
       outcome = body.code;
+      failure = error;
       if (body.code === 'INTERNAL') {
-        this.#log.error({ err: error, method }, 'handler failed');
-        this.#services.reportError(error, { method, userId: this.userId, roomId: this.roomId });
+        // In the frame's span, so the log line and the report name its trace.
+        frame.runAlways(() => {
+          this.#log.error({ err: error, method: request.method }, 'handler failed');
+          this.#services.reportError(
+            error,
+            { method: request.method, userId: this.userId, roomId: this.roomId },
+            frame.spanContext,
+          );
+        });
       }
       this.#services.metrics.errors.inc({ code: body.code });
-      this.#respond(errorFrame(id, body));
+      this.#respond(errorFrame(request.id, body));
     } finally {
-      this.#services.metrics.messagesReceived.inc({ method, outcome });
-      this.#services.metrics.messageSeconds.observe({ method }, (performance.now() - started) / 1000);
+      this.#services.metrics.messagesReceived.inc({ method: request.method, outcome });
+      this.#services.metrics.messageSeconds.observe(
+        { method: request.method },
+        (performance.now() - frame.startedAt) / 1000,
+      );
+      frame.end(request.method, outcome, () => this.#spanAttributes(request.method, outcome), failure);
     }
   }
 
-  async #limit(rejection: RateLimitRejection | undefined): Promise<void> {
+  /** Size limit → JSON → envelope; the rest runs in the frame's span, parented on the client's. */
+  async #receive(data: RawData, isBinary: boolean, frame: FrameSpan, request: InboundRequest): Promise<void> {
+    // Every frame counts against the connection's and the user's limits, valid or not.
+    const rejection = await this.#services.rateLimits.consumeMessage(this.connectionId, this.userId);
+    const decidedAt = performance.now();
+    if (isBinary) {
+      await this.#limit(rejection, frame, decidedAt);
+      throw new ProtocolError('BAD_REQUEST', 'binary frames are not accepted: send UTF-8 JSON text');
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(rawText(data));
+    } catch {
+      await this.#limit(rejection, frame, decidedAt);
+      throw new ProtocolError('BAD_REQUEST', 'frame is not valid JSON');
+    }
+    const envelope = requestEnvelopeSchema.safeParse(parsed);
+    if (!envelope.success) {
+      request.id = usableId(parsed);
+      frame.start(usableTraceparent(parsed));
+      await this.#limit(rejection, frame, decidedAt);
+      throw new ProtocolError('BAD_REQUEST', 'invalid request envelope', {
+        details: issuesOf(envelope.error.issues),
+      });
+    }
+    request.id = envelope.data.id;
+    frame.start(envelope.data.traceparent);
+    await frame.run(() => this.#dispatch(envelope.data, rejection, decidedAt, frame, request));
+  }
+
+  /** Rate limits → NOT_JOINED → drain → method limit → role → schema → handler. */
+  async #dispatch(
+    envelope: RequestEnvelope,
+    rejection: RateLimitRejection | undefined,
+    decidedAt: number,
+    frame: FrameSpan,
+    request: InboundRequest,
+  ): Promise<void> {
+    await this.#limit(rejection, frame, decidedAt);
+    const definition = findMethod(envelope.method);
+    const method = definition ? envelope.method : 'unknown';
+    request.method = method;
+    if (!definition) throw new ProtocolError('UNKNOWN_METHOD', `unknown method ${envelope.method.slice(0, 64)}`);
+    if (method !== 'room.join' && !this.#services.rooms.participantOf(this)) {
+      throw new ProtocolError('NOT_JOINED', 'join the room first');
+    }
+    if (method === 'room.join' && this.#services.drain.state !== 'RUNNING') {
+      throw new ProtocolError('UNAVAILABLE', 'this node is draining; reconnect to another node', {
+        retryAfterMs: 1000,
+      });
+    }
+    const limitFrom = performance.now();
+    const methodRejection = await this.#services.rateLimits.consumeMethod(
+      method,
+      this.userId,
+      this.connectionId,
+      this.role,
+    );
+    await this.#limit(methodRejection, frame, performance.now(), limitFrom);
+    if (definition.roles !== 'all' && !definition.roles.includes(this.role)) {
+      throw new ProtocolError('FORBIDDEN', `${method} is not allowed for role ${this.role}`);
+    }
+    const input = definition.data.safeParse(envelope.data ?? {});
+    if (!input.success)
+      throw new ProtocolError('BAD_REQUEST', 'invalid data', { details: issuesOf(input.error.issues) });
+    const result = await inChildSpan(
+      handlerSpanName(method),
+      SpanKind.INTERNAL,
+      () => ({ 'rpc.method': method }),
+      async () => definition.handle(this.#context(), input.data),
+    );
+    const encoded = result instanceof EncodedResult ? result.json : JSON.stringify(result ?? {});
+    this.#respond(`{"id":${JSON.stringify(request.id)},"ok":true,"data":${encoded}}`);
+  }
+
+  /** Refuses the frame when a limit did (a child span over the decision), closing an abusive connection. */
+  async #limit(
+    rejection: RateLimitRejection | undefined,
+    frame: FrameSpan,
+    decidedAt: number,
+    askedAt = frame.startedAt,
+  ): Promise<void> {
     if (!rejection) return;
     this.#services.metrics.rateLimited.inc({ kind: rejection.kind });
+    frame.refused(rejection, askedAt, decidedAt);
     if (await this.#services.rateLimits.isAbusive(this.connectionId)) {
       this.#log.warn('closing a connection that kept sending far past its rate limits');
       this.close(CloseCode.POLICY, 'rate limits exceeded repeatedly');
@@ -301,26 +363,18 @@ export class ClientSession implements HandlerSession {
     });
   }
 
-  #traced<T>(method: string, traceparent: string | undefined, fn: () => Promise<T> | T): Promise<T> {
-    const parent = traceparent ? propagation.extract(context.active(), { traceparent }) : context.active();
-    return tracer.startActiveSpan(
-      method,
-      {
-        kind: SpanKind.SERVER,
-        attributes: { 'rpc.system': 'trading-room', 'rpc.method': method, 'trading_room.room_id': this.roomId },
-      },
-      parent,
-      async (span) => {
-        try {
-          return await fn();
-        } catch (error) {
-          span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : 'error' });
-          throw error;
-        } finally {
-          span.end();
-        }
-      },
-    );
+  /** The frame span's attributes (built only when it records). */
+  #spanAttributes(method: string, outcome: string): Attributes {
+    const participant = this.#services.rooms.participantOf(this);
+    return {
+      'rpc.system': 'trading-room',
+      'rpc.method': method,
+      'trading_room.room_id': this.roomId,
+      'trading_room.user_id': this.userId,
+      'trading_room.participant_id': participant?.participantId ?? '',
+      'trading_room.role': participant?.role ?? this.tokenRole,
+      'trading_room.outcome': outcome,
+    };
   }
 
   #context(): HandlerContext {
@@ -355,6 +409,18 @@ function yieldTurn(): Promise<void> {
 function rawText(data: RawData): string {
   if (Buffer.isBuffer(data)) return data.toString();
   return Array.isArray(data) ? Buffer.concat(data).toString() : Buffer.from(data).toString();
+}
+
+/** The handler's span: `sfu <operation>` for the SFU's methods, `handle <method>` for the others. */
+function handlerSpanName(method: string): string {
+  return method.startsWith('sfu.') ? `sfu ${method.slice(4)}` : `handle ${method}`;
+}
+
+/** The `traceparent` of a request whose envelope is otherwise invalid, when it is well-formed. */
+function usableTraceparent(parsed: unknown): string | undefined {
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return undefined;
+  const traceparent = (parsed as { traceparent?: unknown }).traceparent;
+  return traceparentSchema.safeParse(traceparent).success ? (traceparent as string) : undefined;
 }
 
 /** The `id` of a request whose envelope is otherwise invalid, when it is usable. */

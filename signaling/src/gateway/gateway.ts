@@ -13,6 +13,7 @@ import { TokenError, type AccessClaims } from '../auth/tokens.js';
 import { ClientSession, type SessionServices } from './client-session.js';
 import { ClientIpResolver } from './client-ip.js';
 import { LocalUserConnectionCap, type UserConnectionCap } from './user-connection-cap.js';
+import { UpgradeSpan } from '../telemetry/upgrade-span.js';
 
 /** A listener that captures nothing: the socket outlives the upgrade request it came with. */
 const ignore = (): void => {};
@@ -58,15 +59,25 @@ export class Gateway {
   /** The `upgrade` handler of the node's HTTP server. */
   handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', ignore);
-    const refuse: Refuse = (code, message, retryAfterS) => this.#refuse(socket, code, message, retryAfterS);
+    const span = new UpgradeSpan(request.headers.traceparent);
+    const refuse: Refuse = (code, message, retryAfterS) => {
+      span.end(code);
+      this.#refuse(socket, code, message, retryAfterS);
+    };
     const ip = this.#ips.resolve(request);
     this.#admit(request, socket, ip, refuse).then(
       (claims) => {
-        if (!claims || socket.destroyed) return;
-        this.#wss.handleUpgrade(request, socket, head, (ws) => this.#accept(ws, claims, ip));
+        if (!claims || socket.destroyed) {
+          span.end('ABORTED');
+          return;
+        }
+        this.#wss.handleUpgrade(request, socket, head, (ws) => {
+          this.#accept(ws, claims, ip);
+          span.end('ok', claims);
+        });
       },
       (error: unknown) => {
-        this.#log.error({ err: error }, 'upgrade failed');
+        span.runIn(() => this.#log.error({ err: error }, 'upgrade failed'));
         refuse('INTERNAL', 'internal error');
       },
     );

@@ -11,7 +11,7 @@ export type { MediaMetricsOptions } from './media-metrics.js';
 export { registerPipeMetrics } from './pipe-metrics.js';
 export type { CrossNodeConsumePipe, PipeMetrics } from './pipe-metrics.js';
 export { mediaCodecs, OPUS_PAYLOAD_TYPE } from './media-codecs.js';
-export type { PortRange } from './worker-pool.js';
+export type { PipeSrtpMode, PortRange } from './worker-pool.js';
 export type * from './media-types.js';
 export type {
   ConsumerHealth,

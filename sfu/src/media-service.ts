@@ -30,7 +30,7 @@ import type {
 import { RoomMedia } from './room-media.js';
 import type { MediaHealthOptions, RoomMediaHealth } from './room-media-health.js';
 import { SafeEmitter } from './safe-emitter.js';
-import { WorkerPool, type PortRange } from './worker-pool.js';
+import { WorkerPool, type PipeSrtpMode, type PortRange } from './worker-pool.js';
 
 /** Options of {@link MediaService.create}. Unset numbers take the defaults named. */
 export type MediaServiceOptions = {
@@ -45,6 +45,8 @@ export type MediaServiceOptions = {
    * `announcedAddress`, then `listenIp`.
    */
   pipeAnnouncedAddress?: string;
+  /** SRTP on the pipes between nodes (`RTC_PIPE_SRTP`, see {@link PipeSrtpMode}). Default `auto`. */
+  pipeSrtp?: PipeSrtpMode;
   /** Worker `i` listens on UDP and TCP port `rtcBasePort + i`; 0 picks free ports in `rtcPortRange`. */
   rtcBasePort: number;
   /** Ports of plain and pipe transports (and of WebRtcServers when `rtcBasePort` is 0). Default 10000–59999. */
@@ -134,6 +136,7 @@ export class MediaService extends SafeEmitter<MediaServiceEvents> {
       listenIp: options.listenIp,
       ...(options.announcedAddress ? { announcedAddress: options.announcedAddress } : {}),
       ...(options.pipeAnnouncedAddress ? { pipeAnnouncedAddress: options.pipeAnnouncedAddress } : {}),
+      ...(options.pipeSrtp ? { pipeSrtp: options.pipeSrtp } : {}),
       rtcBasePort: options.rtcBasePort,
       portRange: options.rtcPortRange ?? { min: 10000, max: 59999 },
       restartBackoff: {

@@ -14,7 +14,7 @@ import type {
 import type { RoomProducer, RoomProducers } from './room-producers.js';
 import type { RoomRouter, RoomRouters } from './room-routers.js';
 import type { RoomScope } from './room-scope.js';
-import type { WorkerPool } from './worker-pool.js';
+import type { PipeSrtpMode, WorkerPool } from './worker-pool.js';
 
 /** A producer of this node piped out to another node: a pipe transport and the consumer feeding it. */
 type PipeOut = {
@@ -56,8 +56,10 @@ export type NodePipesOptions = {
  *   resuming and closing the producer here are reported (`pipepaused`, `pipeclosed`) for
  *   signaling to tell that node.
  *
- * The pipes are encrypted (SRTP) unless the asking node's pipe address is a loopback address: the
- * asking node decides, the origin follows. RTX is on, so losses between nodes are repaired; RTCP
+ * Encryption (SRTP) is the asking node's choice, per its `pipeSrtp` mode ({@link PipeSrtpMode}):
+ * `auto` encrypts unless its pipe address is a loopback address, `always` always, `never` never.
+ * The origin follows, except that an origin set to `always` refuses to pipe a producer out
+ * unencrypted. RTX is on, so losses between nodes are repaired; RTCP
  * (receiver reports, NACK, PLI/FIR) flows back through the pipe to the origin producer, and every
  * simulcast layer crosses so that each node selects layers for its own viewers.
  */
@@ -165,6 +167,9 @@ export class NodePipes {
    */
   async pipeOut(producerId: string, nodeId: string, end: PipeEnd): Promise<PipeOffer> {
     this.#scope.assertOpen();
+    if (end.srtpParameters === undefined && this.#pool.nodePipeSrtp() === 'always') {
+      throw new SfuError('FORBIDDEN', `node ${nodeId} asked for a pipe without SRTP; this node pipes with SRTP only`);
+    }
     const producer = this.#producers.get(producerId);
     if (producer.originNodeId !== undefined) {
       throw new SfuError('NOT_FOUND', `producer ${producerId} is published on node ${producer.originNodeId}`);
@@ -192,7 +197,10 @@ export class NodePipes {
       consumer.on('transportclose', () => this.#closeOut(pipe, closedUnder(router)));
       consumer.on('producerpause', () => this.#emitPaused(pipe, true));
       consumer.on('producerresume', () => this.#emitPaused(pipe, false));
-      this.#scope.logger.info({ roomId: this.#scope.roomId, producerId, nodeId }, 'producer piped out to a node');
+      this.#scope.logger.info(
+        { roomId: this.#scope.roomId, producerId, nodeId, srtp: transport.srtpParameters !== undefined },
+        'producer piped out to a node',
+      );
       return {
         ...endOf(transport),
         participantId: producer.participantId,
@@ -235,7 +243,7 @@ export class NodePipes {
     try {
       transport = await router.router.createPipeTransport({
         listenInfo,
-        enableSrtp: !isLoopback(listenInfo.announcedAddress ?? listenInfo.ip),
+        enableSrtp: encrypts(this.#pool.nodePipeSrtp(), listenInfo.announcedAddress ?? listenInfo.ip),
         enableRtx: true,
         appData: { roomId: this.#scope.roomId, producerId, nodeId: origin.nodeId, direction: 'in' },
       });
@@ -273,7 +281,7 @@ export class NodePipes {
       transport.on('routerclose', () => this.#closeIn(pipe, closedUnder(router)));
       await this.#producers.adopt(entry);
       this.#scope.logger.info(
-        { roomId: this.#scope.roomId, producerId, nodeId: origin.nodeId },
+        { roomId: this.#scope.roomId, producerId, nodeId: origin.nodeId, srtp: transport.srtpParameters !== undefined },
         'producer piped in from a node',
       );
       return entry;
@@ -339,6 +347,12 @@ function endOf(transport: types.PipeTransport): PipeEnd {
     port: tuple.localPort,
     ...(srtpParameters ? { srtpParameters } : {}),
   };
+}
+
+/** Whether a node asking for a pipe from its pipe address `address` encrypts it. */
+function encrypts(mode: PipeSrtpMode, address: string): boolean {
+  if (mode === 'auto') return !isLoopback(address);
+  return mode === 'always';
 }
 
 /** Whether `address` is an IP of the loopback network (a host name never is). */

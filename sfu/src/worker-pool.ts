@@ -18,6 +18,13 @@ export type RestartBackoffOptions = {
   stableAfterMs: number;
 };
 
+/**
+ * Whether the pipes between nodes are encrypted (SRTP): `auto` unless the asking node's pipe
+ * address is loopback (both ends on one host), `always` (an untrusted network between nodes: the
+ * node also refuses to pipe its producers out unencrypted), `never` (a trusted private network).
+ */
+export type PipeSrtpMode = 'auto' | 'always' | 'never';
+
 /** Options of {@link WorkerPool.create}. */
 export type WorkerPoolOptions = {
   /** Number of worker processes (one per core is the usual choice). */
@@ -28,6 +35,8 @@ export type WorkerPoolOptions = {
   announcedAddress?: string;
   /** Address other nodes reach this node's pipes at; default `announcedAddress`, then `listenIp`. */
   pipeAnnouncedAddress?: string;
+  /** SRTP on the pipes this node asks other nodes for (see {@link PipeSrtpMode}). Default `auto`. */
+  pipeSrtp?: PipeSrtpMode;
   /**
    * Worker `i`'s WebRtcServer listens on UDP and TCP port `rtcBasePort + i`; when that port is
    * taken (another node on the host), on the next free one of `rtcBasePort + i + k × numWorkers`
@@ -265,6 +274,11 @@ export class WorkerPool extends SafeEmitter<WorkerPoolEvents> {
       ...(announcedAddress ? { announcedAddress } : {}),
       portRange: { ...this.#options.portRange },
     };
+  }
+
+  /** SRTP on the pipes between this node and others (`RTC_PIPE_SRTP`). */
+  nodePipeSrtp(): PipeSrtpMode {
+    return this.#options.pipeSrtp ?? 'auto';
   }
 
   /** Listen info for the pipe transports between this node's routers: loopback, the pool's port range. */

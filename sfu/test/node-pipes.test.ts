@@ -4,12 +4,15 @@
  * a {@link PipeOrigin} that asks the origin service for its end, and the pipes' events relayed
  * to the other side.
  */
+import * as mediasoup from 'mediasoup';
+import type { types } from 'mediasoup';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import type { ConsumerLayersChangedEvent, PipeOrigin } from '../src/media-types.js';
-import { useMediaService } from '../../test-support/media-fixture.js';
-import { flowsTo, staysQuiet, waitFor, type RtpSender } from '../../test-support/rtp.js';
+import { useMediaService, type MediaFixture } from '../../test-support/media-fixture.js';
+import { flowsTo, opusPacket, staysQuiet, waitFor, type RtpSender } from '../../test-support/rtp.js';
 import { Vp8Sender, vp8RtpParameters } from '../../test-support/rtp-video.js';
+import { UdpRelay } from '../../test-support/udp-relay.js';
 
 const ROOM = 'pipes';
 
@@ -157,5 +160,106 @@ describe('simulcast across a pipe between two nodes', () => {
     await settlesOn(2);
     await settlesOn(1);
     expect(viewerNode.media.stats().pipesIn).toBe(1);
+  });
+});
+
+describe('SRTP on the pipes between nodes', () => {
+  const originAlways = useMediaService({ numWorkers: 1, pipeSrtp: 'always' });
+  const viewerAlways = useMediaService({ numWorkers: 1, pipeSrtp: 'always' });
+  const originAuto = useMediaService({ numWorkers: 1 });
+  const viewerAuto = useMediaService({ numWorkers: 1 });
+  /** Every pipe transport between nodes the services create, whichever service. */
+  const pipeEnds: types.PipeTransport[] = [];
+  const relays: UdpRelay[] = [];
+  const onWorker = (worker: types.Worker): void => {
+    worker.observer.on('newrouter', (router) =>
+      router.observer.on('newtransport', (transport) => {
+        if (transport.type === 'pipe' && transport.appData['nodeId'] !== undefined) {
+          pipeEnds.push(transport as types.PipeTransport);
+        }
+      }),
+    );
+  };
+  // Registered while the block is collected: before the services' workers start.
+  mediasoup.observer.on('newworker', onWorker);
+  afterAll(() => {
+    mediasoup.observer.off('newworker', onWorker);
+    for (const relay of relays) relay.close();
+  });
+
+  /** 32 bytes of the test sender's opus payload, as they are in the clear. */
+  const CLEARTEXT = opusPacket(1, 1).subarray(-32);
+  const rtpOf = (datagrams: readonly Buffer[]): Buffer[] =>
+    datagrams.filter((d) => d.length >= 12 && ((d[1] ?? 0) < 192 || (d[1] ?? 0) > 223));
+  const endsOf = (roomId: string): types.PipeTransport[] => pipeEnds.filter((t) => t.appData['roomId'] === roomId);
+
+  /**
+   * The way to `origin` with the pipe's UDP going through a relay (A: the origin, B: the viewer
+   * node): each end is told the relay's address for the other.
+   */
+  const throughRelay = (origin: MediaFixture, roomId: string, producerId: string, relay: UdpRelay): PipeOrigin => ({
+    nodeId: 'node-a',
+    open: async (end) => {
+      const offer = await origin.media.pipeOut(roomId, producerId, 'node-b', { ...end, ...relay.forA });
+      relay.connect(offer, end);
+      return { ...offer, ...relay.forB };
+    },
+  });
+
+  const pipeThroughRelay = async (
+    origin: MediaFixture,
+    viewerNode: MediaFixture,
+    roomId: string,
+  ): Promise<{ relay: UdpRelay; sink: Awaited<ReturnType<MediaFixture['viewer']>>['sink'] }> => {
+    const { producerId } = await origin.publisher(roomId, 'presenter', 0x7a01);
+    const relay = await UdpRelay.open();
+    relays.push(relay);
+    const { sink } = await viewerNode.viewer(
+      roomId,
+      'viewer',
+      producerId,
+      throughRelay(origin, roomId, producerId, relay),
+    );
+    await flowsTo([sink], 20, 'RTP at the viewer on the other node');
+    return { relay, sink };
+  };
+
+  it('always: the RTP crosses the pipe encrypted (SRTP on both ends), and the viewer still gets it', async () => {
+    const roomId = 'srtp-always';
+    const { relay } = await pipeThroughRelay(originAlways, viewerAlways, roomId);
+    const onWire = rtpOf(relay.fromA);
+    expect(onWire.length).toBeGreaterThanOrEqual(20);
+    expect(onWire.filter((packet) => packet.includes(CLEARTEXT))).toEqual([]);
+    const ends = endsOf(roomId);
+    expect(ends.map((t) => t.appData['direction']).sort()).toEqual(['in', 'out']);
+    for (const end of ends) {
+      expect(end.srtpParameters).toMatchObject({ cryptoSuite: expect.any(String), keyBase64: expect.any(String) });
+      expect((await end.dump()).srtpParameters).toEqual(end.srtpParameters);
+    }
+  });
+
+  it('auto: a pipe asked from a loopback address is not encrypted', async () => {
+    const roomId = 'srtp-auto';
+    const { relay } = await pipeThroughRelay(originAuto, viewerAuto, roomId);
+    const onWire = rtpOf(relay.fromA);
+    expect(onWire.length).toBeGreaterThanOrEqual(20);
+    expect(onWire.filter((packet) => packet.includes(CLEARTEXT)).length).toBe(onWire.length);
+    const ends = endsOf(roomId);
+    expect(ends.length).toBe(2);
+    for (const end of ends) expect((await end.dump()).srtpParameters).toBeUndefined();
+  });
+
+  it('always: the origin refuses to pipe a producer out unencrypted', async () => {
+    const roomId = 'srtp-refused';
+    const { producerId } = await originAlways.publisher(roomId, 'presenter', 0x7a02);
+    const toOrigin: PipeOrigin = {
+      nodeId: 'node-a',
+      open: (end) => originAlways.media.pipeOut(roomId, producerId, 'node-b', end),
+    };
+    await expect(viewerAuto.viewer(roomId, 'viewer', producerId, toOrigin)).rejects.toMatchObject({
+      code: 'FORBIDDEN',
+    });
+    expect(viewerAuto.media.pipes().filter((p) => p.roomId === roomId)).toEqual([]);
+    expect(originAlways.media.pipes().filter((p) => p.roomId === roomId)).toEqual([]);
   });
 });

@@ -4,7 +4,10 @@
  * (`media-rpc.ts`), and the nodes that go away — a node whose heartbeat lapsed or that left the
  * cluster takes its pipes with it (the consumers here close with `origin-lost`), and its
  * producers leave the directory with one `producer.removed` each (reason `migrating` when the
- * node was draining, `node-lost` otherwise). Design: `docs/sfu.md` ("Across nodes").
+ * node was draining, `node-lost` otherwise). At the same pace, the pipes this node holds from
+ * other nodes are checked against the directory: a producer that left it closes its pipe here
+ * (its consumers close with `producer-closed`) even when the origin's `media.pipeClosed` was lost.
+ * Design: `docs/sfu.md` ("Across nodes").
  */
 import type { Logger } from 'pino';
 import {
@@ -66,6 +69,7 @@ export class MediaCluster {
   #nodes: Map<string, NodeStatus> | undefined;
   #timer: NodeJS.Timeout | undefined;
   #looking: Promise<boolean> | undefined;
+  #watching: Promise<void> | undefined;
   readonly #stops: (() => void)[] = [];
 
   constructor(options: MediaClusterOptions) {
@@ -131,9 +135,9 @@ export class MediaCluster {
       sfu.off('pipepaused', onPaused);
       sfu.off('pipeclosed', onClosed);
     });
-    this.#timer = setInterval(() => void this.#look(), Math.max(100, Math.floor(this.#options.nodeTtlMs / 3)));
+    this.#timer = setInterval(() => void this.#watch(), Math.max(100, Math.floor(this.#options.nodeTtlMs / 3)));
     this.#timer.unref();
-    void this.#look();
+    void this.#watch();
   }
 
   /** Stops answering and watching; closes the directory's connection. Safe to call twice. */
@@ -241,6 +245,53 @@ export class MediaCluster {
     const node = this.#nodes?.get(entry.nodeId);
     if (!node) return 'unknown';
     return node.alive && sameProcess(node.instanceId) ? 'alive' : 'gone';
+  }
+
+  /** One round of the watch: the nodes, then the pipes in (one at a time: a slow Redis does not pile them up). */
+  #watch(): Promise<void> {
+    this.#watching ??= (async () => {
+      await this.#look();
+      await this.#reconcilePipes();
+    })().finally(() => {
+      this.#watching = undefined;
+    });
+    return this.#watching;
+  }
+
+  /**
+   * Closes the pipes in whose producer is no longer in the directory: the origin closed it (and
+   * withdrew it) but its `media.pipeClosed` never arrived — lost with a dropped connection to
+   * Redis, or a node that missed it while reconnecting. The origin is told to close its end too,
+   * should it still hold one. A room whose directory cannot be read is left as it is.
+   */
+  async #reconcilePipes(): Promise<void> {
+    const byRoom = new Map<string, { producerId: string; nodeId: string }[]>();
+    for (const pipe of this.#media.pipes()) {
+      if (pipe.direction !== 'in') continue;
+      const pipes = byRoom.get(pipe.roomId) ?? [];
+      pipes.push(pipe);
+      byRoom.set(pipe.roomId, pipes);
+    }
+    for (const [roomId, pipes] of byRoom) {
+      let known: Set<string>;
+      try {
+        known = await this.#directory.producerIds(roomId);
+      } catch (error) {
+        this.#log.debug({ err: error, roomId }, 'media: reading the room’s producers failed; checking its pipes later');
+        continue;
+      }
+      for (const { producerId, nodeId } of pipes) {
+        if (known.has(producerId)) continue;
+        this.#log.info(
+          { roomId, producerId, nodeId },
+          'media: a piped-in producer left the directory; closing its pipe',
+        );
+        // Its node seen dead (another node removed its producers first): lost, not closed.
+        const dead = this.#nodes?.get(nodeId)?.alive === false;
+        this.#media.closePipeIn(roomId, producerId, dead ? 'origin-lost' : 'origin-closed');
+        this.#tell(nodeId, 'media.unpipe', { roomId, producerId });
+      }
+    }
   }
 
   /** Looks at the cluster's nodes now (or joins the look under way); resolves whether it could. */

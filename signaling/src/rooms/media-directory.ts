@@ -82,6 +82,11 @@ export class ProducerDirectory {
     return values.flatMap((value) => parseEntry(value) ?? []);
   }
 
+  /** The ids of the room's producers (entries unreadable or not). */
+  async producerIds(roomId: string): Promise<Set<string>> {
+    return new Set(await this.#run(() => this.#client.hkeys(this.#key(roomId))));
+  }
+
   close(): void {
     this.#disconnect();
   }

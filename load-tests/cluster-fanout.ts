@@ -75,7 +75,7 @@ for (const name of only ?? []) {
 
 /** S2: participants of the one room, both nodes together. */
 const S2_PARTICIPANTS = QUICK ? 100 : 1000;
-const S2_ROUNDS = QUICK ? 2 : 5;
+const S2_ROUNDS = QUICK ? 1 : 5;
 const S2_MAX_EXTRA_ROUNDS = QUICK ? 0 : 3;
 /** No extra S2 rounds once a part has run this long. */
 const S2_BUDGET_MS = QUICK ? 20_000 : 150_000;

@@ -56,26 +56,28 @@ import {
   type Throughput,
 } from './lib/scenario.js';
 
-const PARTICIPANTS = 1000;
+/** `--quick`: small sizes, one round and one quiet/flood pair (the smoke run); its ratios mean little. */
+const QUICK = process.argv.includes('--quick');
+const PARTICIPANTS = QUICK ? 100 : 1000;
 const RAISED = '1000000000';
-const ROUNDS = 5;
+const ROUNDS = QUICK ? 1 : 5;
 /** Windows in which other processes used more than this many cores are re-run (within the budget). */
 const MAX_FOREIGN_CPU = 0.25;
-const MAX_EXTRA_ROUNDS = 4;
-const QUIET_FLOOD_PAIRS = 3;
-const MAX_EXTRA_PAIRS = 2;
+const MAX_EXTRA_ROUNDS = QUICK ? 0 : 4;
+const QUIET_FLOOD_PAIRS = QUICK ? 1 : 3;
+const MAX_EXTRA_PAIRS = QUICK ? 0 : 2;
 /** No extra rounds or pairs once the benchmark has run this long. */
 const BUDGET_MS = 150_000;
 const startedAt = Date.now();
 const TARGET_THROUGHPUT_RATIO = 0.9;
 const TARGET_LATENCY_RATIO = 1.5;
 const WINDOW = { window: 16, maxInFlightDeliveries: 32 * PARTICIPANTS, maxMessages: 20_000, text: chatText(80) };
-const JIT_WARMUP = { ...WINDOW, warmupMs: 1500, measureMs: 500 };
-const MEASURE = { ...WINDOW, warmupMs: 500, measureMs: 2500 };
+const JIT_WARMUP = { ...WINDOW, warmupMs: QUICK ? 300 : 1500, measureMs: 500 };
+const MEASURE = { ...WINDOW, warmupMs: QUICK ? 200 : 500, measureMs: QUICK ? 800 : 2500 };
 /** Probe chats per second, all senders together, round robin: each sender sends 1/s, inside every default limit. */
 const PROBE_RATE = 8;
 const PROBE_SENDERS = 8;
-const PHASE_MS = 5000;
+const PHASE_MS = QUICK ? 1500 : 5000;
 const FLOOD_RATE = 50_000;
 /** The flooder shares the load generator's core: it runs 10 nice levels lower so the receivers keep up. */
 const FLOODER_NICE_OFFSET = 10;
@@ -89,8 +91,17 @@ const LIMITS_ON = tradingRoomTarget('limits on', {
   RATE_LIMIT_CONNECTION_MESSAGES: RAISED,
   RATE_LIMIT_USER_MESSAGES: RAISED,
 });
-/** The brief's flood setting: default limits, chat.send limit raised (it applies to the flooder too). */
-const FLOOD_CHAT_RAISED = tradingRoomTarget('defaults, chat raised', {
+/**
+ * The brief's flood setting, chat raised: default limits, `chat.send` raised for the presenter
+ * only (`RATE_LIMIT_CHAT_PRESENTER_MESSAGES`), so the flooder (a trader) keeps the default chat
+ * limit and its chats are no longer fanned out 250 times a minute.
+ */
+const FLOOD_CHAT_RAISED = tradingRoomTarget('defaults, presenter chat raised', {
+  RATE_LIMITS_ENABLED: 'true',
+  RATE_LIMIT_CHAT_PRESENTER_MESSAGES: RAISED,
+});
+/** The same with `chat.send` raised for every role (the flooder too): what a global raise costs. */
+const FLOOD_CHAT_RAISED_FOR_ALL = tradingRoomTarget('defaults, chat raised for all', {
   RATE_LIMITS_ENABLED: 'true',
   RATE_LIMIT_CHAT_MESSAGES: RAISED,
 });
@@ -504,7 +515,9 @@ async function main(): Promise<void> {
       `2. probe chat latency (${PROBE_SENDERS} senders, ${PROBE_RATE} chats/s in all), quiet vs flood ` +
         `(one attacker, up to ${FLOOD_RATE} frames/s, reconnecting)\n`,
     );
-    for (const target of [FLOOD_CHAT_RAISED, FLOOD_ALL_DEFAULTS]) {
+    for (const target of QUICK
+      ? [FLOOD_CHAT_RAISED]
+      : [FLOOD_CHAT_RAISED, FLOOD_ALL_DEFAULTS, FLOOD_CHAT_RAISED_FOR_ALL]) {
       process.stdout.write(`  limits: ${target.name}\n`);
       latency[target.name] = await floodPart(target, ids);
     }
@@ -522,6 +535,7 @@ async function main(): Promise<void> {
     );
   }
   const path = writeReport('limits', {
+    quick: QUICK,
     config: {
       participants: PARTICIPANTS,
       pinning,

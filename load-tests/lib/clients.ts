@@ -264,6 +264,8 @@ export interface PumpOptions {
    * {@link StampLatency} on the receivers can take send → receive latency.
    */
   readonly stampLatency?: boolean;
+  /** Paces the sends to at most this many messages per second (the window still bounds them); unset: as fast as acknowledged. */
+  readonly ratePerSecond?: number;
 }
 
 /**
@@ -282,6 +284,7 @@ export class Pump {
   #stopped = false;
   readonly #timer: NodeJS.Timeout;
   readonly #deadline: number;
+  readonly #startedAt = performance.now();
   #finish!: () => void;
 
   constructor(options: PumpOptions) {
@@ -306,9 +309,14 @@ export class Pump {
       this.stop();
       return;
     }
+    const paced =
+      o.ratePerSecond === undefined
+        ? Number.POSITIVE_INFINITY
+        : Math.floor(((performance.now() - this.#startedAt) / 1000) * o.ratePerSecond) + 1;
     while (
       this.#outstanding < o.window &&
       this.sent < o.maxMessages &&
+      this.sent < paced &&
       this.sent * o.receivers - (stats.chatDelivered - this.#startDelivered) < o.maxInFlightDeliveries
     ) {
       this.#outstanding++;

@@ -40,7 +40,15 @@ export function pinSelf(): string {
     }
   }
   if (!pinningAvailable()) return ['not pinned (needs taskset and 2 cores)', ...notes].join('; ');
-  execFileSync('taskset', ['-a', '-p', '-c', LOADGEN_CPU, String(process.pid)], { stdio: 'ignore' });
+  // `-a` walks every thread; one that exits meanwhile fails the call, so it is tried again.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      execFileSync('taskset', ['-a', '-p', '-c', LOADGEN_CPU, String(process.pid)], { stdio: 'ignore' });
+      break;
+    } catch (error) {
+      if (attempt >= 5) throw error;
+    }
+  }
   return [`load generator on core ${LOADGEN_CPU}, server on core ${SERVER_CPU}`, ...notes].join('; ');
 }
 

@@ -202,10 +202,11 @@ export async function setupRoom(
   server: ServerProcess,
   warmIds: readonly Identity[],
   roomIds: readonly Identity[],
+  settleMs = 8000,
 ): Promise<RoomSetup> {
   const endpoint = { dialect: target.dialect, port: server.port, path: target.path };
   const warm = await connectAll(endpoint, warmIds, { concurrency: 16 });
-  const rssBefore = await settledRss(server);
+  const rssBefore = await settledRss(server, settleMs);
   const t0 = performance.now();
   let clients: BenchClient[];
   try {
@@ -215,7 +216,7 @@ export async function setupRoom(
     throw error;
   }
   const connectSeconds = (performance.now() - t0) / 1000;
-  const rssAfter = await settledRss(server);
+  const rssAfter = await settledRss(server, settleMs);
   return {
     warm,
     clients,
@@ -238,6 +239,8 @@ export interface ThroughputOptions {
    * the receivers by the caller) records during the measured window.
    */
   readonly latency?: StampLatency;
+  /** Offered load: the sender paces itself to this many messages per second (unset: as fast as acknowledged). */
+  readonly ratePerSecond?: number;
 }
 
 export interface Throughput {
@@ -287,6 +290,7 @@ export async function measureThroughput(
     maxDurationMs: options.warmupMs + options.measureMs + 500,
     text: options.text,
     stampLatency: options.latency !== undefined,
+    ...(options.ratePerSecond === undefined ? {} : { ratePerSecond: options.ratePerSecond }),
   });
   await Promise.race([sleep(options.warmupMs), pump.done]);
   const lag = monitorEventLoopDelay({ resolution: 10 });

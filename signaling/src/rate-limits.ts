@@ -8,6 +8,7 @@ import { isIP } from 'node:net';
 import type { RedisClient } from './bus/redis-connections.js';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Config, Limit } from './config.js';
+import type { Role } from './protocol/common.js';
 
 export type LimitKind = 'ip' | 'connection' | 'user' | 'method';
 
@@ -52,6 +53,8 @@ export class RateLimits {
   readonly #connection: RateLimiterAbstract;
   readonly #user: RateLimiterAbstract;
   readonly #methods: ReadonlyMap<string, RateLimiterAbstract>;
+  /** `chat.send` limiters of the roles with a limit of their own. */
+  readonly #chatByRole: ReadonlyMap<Role, RateLimiterAbstract>;
   readonly #abuse: RateLimiterAbstract;
 
   constructor(config: Config['rateLimits'], factories: { shared?: LimiterFactory } = {}) {
@@ -63,6 +66,12 @@ export class RateLimits {
     this.#methods = new Map(
       (Object.entries(config.methods) as [MethodLimitName, Limit][]).map(([method, limit]) => [
         method,
+        shared('method', limit),
+      ]),
+    );
+    this.#chatByRole = new Map(
+      (Object.entries(config.chatByRole ?? {}) as [Role, Limit][]).map(([role, limit]) => [
+        role,
         shared('method', limit),
       ]),
     );
@@ -93,12 +102,21 @@ export class RateLimits {
     );
   }
 
-  /** One call of a method that has its own limit (others pass), after its message was counted. */
-  async consumeMethod(method: string, userId: string, connectionId: string): Promise<RateLimitRejection | undefined> {
+  /**
+   * One call of a method that has its own limit (others pass), after its message was counted.
+   * `chat.send` by a `role` with a chat limit of its own counts against that one instead.
+   */
+  async consumeMethod(
+    method: string,
+    userId: string,
+    connectionId: string,
+    role?: Role,
+  ): Promise<RateLimitRejection | undefined> {
     if (!this.enabled) return undefined;
-    const limiter = this.#methods.get(method);
+    const byRole = role !== undefined && method === 'chat.send' ? this.#chatByRole.get(role) : undefined;
+    const limiter = byRole ?? this.#methods.get(method);
     if (!limiter) return undefined;
-    const key = `${method}:${userId}`;
+    const key = byRole ? `${method}:${role}:${userId}` : `${method}:${userId}`;
     const rejection = await consume(limiter, key, 'method');
     return (
       rejection &&

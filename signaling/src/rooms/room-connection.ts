@@ -3,6 +3,7 @@
  * session implements. The room service keeps membership itself (keyed by connection) and never
  * writes into the connection.
  */
+import type { PreparedFrame } from '../gateway/prepared-frame.js';
 import type { Role } from '../protocol/common.js';
 import type { EphemeralEventName, EventData } from '../protocol/notifications.js';
 
@@ -19,7 +20,7 @@ export interface RoomConnection {
   /** True once the connection closed or is closing: nothing more reaches it. */
   readonly closed: boolean;
   /** Writes an encoded notification frame (built once, shared by every connection of the room). */
-  sendFrame(payload: string | Buffer): void;
+  sendFrame(payload: string | Buffer | PreparedFrame): void;
   /** Encodes and writes one ephemeral notification. */
   sendEvent<E extends EphemeralEventName>(event: E, data: EventData<E>): void;
   /** Closes the connection with a contract close code; safe to call twice. */

@@ -1,12 +1,13 @@
 /**
- * Fan-out of a room's events to this node's sockets: every frame encoded once (one Buffer per
- * event) and written to every connected member; durable events past each member's cursor, so
- * none reaches a socket twice. The bus delivers durable events once, in `seq` order, without
- * gaps within an epoch; when it hands over a new epoch (the shared store lost the history) or a
- * `seq` past events it could no longer read, connected members first get `room.resync` and
- * every cursor restarts under the new numbering.
+ * Fan-out of a room's events to this node's sockets: every frame encoded and framed once (one
+ * `PreparedFrame` per event) and the same bytes written to every connected member; durable
+ * events past each member's cursor, so none reaches a socket twice. The bus delivers durable
+ * events once, in `seq` order, without gaps within an epoch; when it hands over a new epoch (the
+ * shared store lost the history) or a `seq` past events it could no longer read, connected
+ * members first get `room.resync` and every cursor restarts under the new numbering.
  */
 import { encodeFrame, type BusEvent } from '../bus/room-bus.js';
+import { PreparedFrame } from '../gateway/prepared-frame.js';
 import type { NodeMetrics } from '../metrics.js';
 import type { EphemeralEventName, EventData } from '../protocol/notifications.js';
 import type { Room } from './room.js';
@@ -45,7 +46,7 @@ export class RoomFanout {
     if (epoch !== room.epoch || event.seq > room.deliveredSeq + 1) this.#resync(room, epoch, event.seq - 1);
     else if (event.seq <= room.deliveredSeq) return;
     room.deliveredSeq = event.seq;
-    room.countEvent();
+    room.countEvent(event.event);
     this.#write(room, event.seq, event.frame);
     room.settleWaiters();
   }
@@ -59,7 +60,7 @@ export class RoomFanout {
   #resync(room: Room, epoch: string, lastSeq: number): void {
     room.epoch = epoch;
     room.deliveredSeq = lastSeq;
-    const frame = Buffer.from(encodeFrame('room.resync', { epoch, lastSeq }));
+    const frame = new PreparedFrame(encodeFrame('room.resync', { epoch, lastSeq }));
     for (const member of room.members.values()) {
       member.cursor = lastSeq;
       member.connection?.sendFrame(frame);
@@ -68,9 +69,9 @@ export class RoomFanout {
     this.#onResync(room);
   }
 
-  /** Encode once, write to every connected socket of the room here. */
+  /** Encode and frame once, write the same bytes to every connected socket of the room here. */
   #write(room: Room, seq: number | undefined, frame: string): void {
-    const payload = Buffer.from(frame);
+    const payload = new PreparedFrame(frame);
     let deliveries = 0;
     for (const member of room.members.values()) {
       const connection = member.connection;

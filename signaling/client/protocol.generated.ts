@@ -51,6 +51,8 @@ export interface Methods {
         kind: 'audio' | 'video';
         source: 'camera' | 'microphone' | 'screen' | 'screen-audio';
         paused: boolean;
+        /** the node the producer is published on (in a cluster; added to the contract): a producer of another node is consumed like any other, piped from there */
+        nodeId?: string;
       }[];
       lastSeq: number;
       /** the identity of the room’s event history `lastSeq` belongs to (cluster addition) */
@@ -374,9 +376,12 @@ export interface DurableEvents {
     participantId: string;
     kind: 'audio' | 'video';
     source: 'camera' | 'microphone' | 'screen' | 'screen-audio';
+    /** the node the producer is published on (in a cluster; added to the contract) */
+    nodeId?: string;
   };
   'producer.removed': {
     producerId: string;
+    /** why (added to the contract): `closed`, `participant-left`, `role-revoked`, `transport-closed`, `worker-died`; `migrating` when its publisher is moving to another node (its node drains): a `producer.added` of its new producer follows, consume that one; `node-lost` when the node it was published on died */
     reason?: string;
   };
   'producer.paused': {
@@ -419,6 +424,7 @@ export interface EphemeralEvents {
   };
   'consumer.closed': {
     consumerId: string;
+    /** `producer-closed`, `transport-closed`, `worker-died`; `origin-lost` when the producer was published on another node that went away (died or left the cluster) */
     reason: string;
   };
   /** one of your transports died with its worker: create a new one, then produce/consume again */

@@ -4,12 +4,14 @@
  * names the variable and the form it expects.
  */
 import { randomBytes } from 'node:crypto';
-import { hostname } from 'node:os';
 import { z } from 'zod';
 import { ConfigError } from './errors.js';
 import { isCidr } from './net/cidr.js';
+import { defaultNodeId } from './node-id.js';
+import { DEFAULT_SERVICE_NAME, tracingWanted } from './telemetry/tracing-settings.js';
 import { parseHostPort } from './bus/create-room-bus.js';
 import type { HostPort, RedisTarget } from './bus/redis-connections.js';
+import type { Role } from './protocol/common.js';
 
 const boolean = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'expected true or false' })
@@ -61,7 +63,14 @@ const hostPortList = list.pipe(
 );
 
 /** Variables whose values never appear in an error message. */
-const SECRET_VARIABLES = new Set(['SIGNALING_JWT_SECRET', 'SIGNALING_ADMIN_TOKEN', 'REDIS_URL', 'SENTRY_DSN']);
+const SECRET_VARIABLES = new Set([
+  'SIGNALING_JWT_SECRET',
+  'SIGNALING_ADMIN_TOKEN',
+  'REDIS_URL',
+  'SENTRY_DSN',
+  'BACKEND_TOKEN',
+  'BACKEND_WEBHOOK_SECRET',
+]);
 
 /** A value as an error message shows it: credentials (`user:password@`) in it are hidden. */
 function shownValue(value: string): string {
@@ -92,13 +101,58 @@ const envSchema = z.object({
   NODE_TTL_MS: int(500, 600_000).default(10_000),
   SIGNALING_JWT_SECRET: z.string().min(32, 'expected at least 32 characters').optional(),
   SIGNALING_JWKS_URL: httpUrl.optional(),
+  SIGNALING_JWT_ISSUER: z.string().min(1).optional(),
+  SIGNALING_JWT_AUDIENCE: list.pipe(z.array(z.string()).min(1, 'expected at least one audience')).optional(),
+  SIGNALING_JWT_MAX_LIFETIME_SECONDS: int(1, 365 * 86_400).default(86_400),
+  SIGNALING_JWT_CLOCK_SKEW_SECONDS: int(0, 600).default(5),
+  SIGNALING_JWKS_COOLDOWN_MS: int(0, 3_600_000).default(30_000),
+  SIGNALING_JWKS_CACHE_MAX_AGE_MS: int(1000, 86_400_000).default(600_000),
   SIGNALING_ADMIN_TOKEN: z.string().min(16, 'expected at least 16 characters').optional(),
   SIGNALING_ALLOWED_ORIGINS: list.optional(),
   DRAIN_TIMEOUT_MS: int(0, 3_600_000).default(25_000),
   BACKEND_URL: httpUrl.optional(),
+  BACKEND_TOKEN: z.string().min(1).optional(),
+  BACKEND_FAILURE_MODE: z.enum(['token', 'deny'], { message: 'expected token or deny' }).default('token'),
+  BACKEND_ACCESS_TIMEOUT_MS: int(50, 60_000).default(1000),
+  BACKEND_ACCESS_RETRIES: int(0, 10).default(2),
+  BACKEND_ACCESS_CACHE_TTL_MS: int(0, 3_600_000).default(5000),
+  BACKEND_CIRCUIT_ERROR_PERCENT: int(1, 100).default(50),
+  BACKEND_CIRCUIT_VOLUME_THRESHOLD: int(1, 100_000).default(10),
+  BACKEND_CIRCUIT_WINDOW_MS: int(100, 3_600_000).default(10_000),
+  BACKEND_CIRCUIT_RESET_MS: int(10, 3_600_000).default(10_000),
+  BACKEND_WEBHOOK_SECRET: z
+    .string()
+    .refine(isWebhookSecret, 'expected whsec_ followed by 24 to 64 bytes in base64 (a Standard Webhooks secret)')
+    .optional(),
+  BACKEND_WEBHOOK_TIMEOUT_MS: int(100, 60_000).default(5000),
+  BACKEND_WEBHOOK_MAX_ATTEMPTS: int(1, 1_000_000).default(12),
+  BACKEND_WEBHOOK_RETRY_BASE_MS: int(10, 600_000).default(1000),
+  BACKEND_WEBHOOK_RETRY_MAX_MS: int(10, 3_600_000).default(300_000),
+  BACKEND_WEBHOOK_QUEUE_MAX: int(1, 10_000_000).default(10_000),
+  BACKEND_WEBHOOK_PARTITIONS: int(1, 1024).default(16),
+  BACKEND_WEBHOOK_LEASE_MS: int(1000, 3_600_000).default(30_000),
   SENTRY_DSN: url.optional(),
+  SENTRY_ENVIRONMENT: z.string().min(1).max(64).optional(),
+  // Read by the OpenTelemetry SDK itself (the preload); checked here so a bad value is named.
   OTEL_EXPORTER_OTLP_ENDPOINT: httpUrl.optional(),
-  OTEL_SERVICE_NAME: z.string().min(1).default('trading-room'),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: httpUrl.optional(),
+  OTEL_EXPORTER_OTLP_PROTOCOL: z.enum(['http/protobuf', 'http/json', 'grpc']).optional(),
+  OTEL_TRACES_EXPORTER: list.pipe(z.array(z.enum(['otlp', 'console', 'zipkin', 'none']))).optional(),
+  OTEL_TRACES_SAMPLER: z
+    .enum([
+      'always_on',
+      'always_off',
+      'traceidratio',
+      'parentbased_always_on',
+      'parentbased_always_off',
+      'parentbased_traceidratio',
+    ])
+    .optional(),
+  OTEL_TRACES_SAMPLER_ARG: z
+    .string()
+    .regex(/^(0(\.\d+)?|1(\.0+)?|\.\d+)$/, 'expected a ratio from 0 to 1')
+    .optional(),
+  OTEL_SERVICE_NAME: z.string().min(1).default(DEFAULT_SERVICE_NAME),
   OTEL_SDK_DISABLED: boolean.default(false),
   MAX_PAYLOAD_BYTES: int(1024, 16 * 1024 * 1024).default(64 * 1024),
   REPLAY_LOG_MAX_EVENTS: int(1, 10_000_000).default(10_000),
@@ -121,6 +175,9 @@ const envSchema = z.object({
   RATE_LIMIT_USER_WINDOW_MS: int(1000).default(60_000),
   RATE_LIMIT_CHAT_MESSAGES: int(1).default(5),
   RATE_LIMIT_CHAT_WINDOW_MS: int(1000).default(5_000),
+  RATE_LIMIT_CHAT_PRESENTER_MESSAGES: int(1).optional(),
+  RATE_LIMIT_CHAT_MODERATOR_MESSAGES: int(1).optional(),
+  RATE_LIMIT_CHAT_TRADER_MESSAGES: int(1).optional(),
   RATE_LIMIT_ALERT_MESSAGES: int(1).default(10),
   RATE_LIMIT_ALERT_WINDOW_MS: int(1000).default(60_000),
   RATE_LIMIT_JOIN_MESSAGES: int(1).default(10),
@@ -137,6 +194,8 @@ const envSchema = z.object({
   MEDIASOUP_NUM_WORKERS: int(1, 64).optional(),
   RTC_LISTEN_IP: z.ipv4({ message: 'expected an IPv4 address' }).or(z.ipv6()).default('127.0.0.1'),
   RTC_ANNOUNCED_ADDRESS: z.string().min(1).optional(),
+  RTC_PIPE_ANNOUNCED_ADDRESS: z.string().min(1).optional(),
+  RTC_PIPE_SRTP: z.enum(['auto', 'always', 'never'], { message: 'expected auto, always or never' }).default('auto'),
   RTC_BASE_PORT: int(0, 65535).default(40_000),
   SFU_PLAIN_TRANSPORTS: boolean.default(false),
   SFU_PLAIN_ALLOWED_CIDRS: cidrList.optional(),
@@ -171,13 +230,69 @@ export interface Config {
     /** True when the secret was generated at start-up (development only). */
     readonly secretGenerated: boolean;
   };
+  /** What a token must satisfy beyond its signature and claims (`SIGNALING_JWT_*`, `SIGNALING_JWKS_*`). */
+  readonly tokenPolicy: {
+    readonly issuer: string | undefined;
+    readonly audience: readonly string[] | undefined;
+    /** `exp` minus `iat` (or minus now, without `iat`) may not exceed this. */
+    readonly maxLifetimeSeconds: number;
+    /** Tolerance for `exp`, `nbf` and an `iat` slightly in the future. */
+    readonly clockSkewSeconds: number;
+    /** At most one JWKS refetch for an unknown `kid` per this interval. */
+    readonly jwksCooldownMs: number;
+    /** The JWKS is fetched again at the next verification after this. */
+    readonly jwksCacheMaxAgeMs: number;
+  };
   readonly adminToken: string | undefined;
   readonly adminTokenGenerated: boolean;
   readonly allowedOrigins: readonly string[] | undefined;
   readonly drainTimeoutMs: number;
   readonly backendUrl: string | undefined;
+  /** The access check on `room.join` (with `BACKEND_URL`). */
+  readonly backendAccess: {
+    /** `BACKEND_TOKEN`: bearer token of requests to the backend. */
+    readonly token: string | undefined;
+    /** What decides when the backend cannot: the token alone, or refuse with UNAVAILABLE. */
+    readonly failureMode: 'token' | 'deny';
+    /** Budget of one check, retries included: a join never waits longer. */
+    readonly timeoutMs: number;
+    readonly retries: number;
+    readonly cacheTtlMs: number;
+    readonly circuit: {
+      readonly errorThresholdPercentage: number;
+      readonly volumeThreshold: number;
+      readonly rollingWindowMs: number;
+      readonly resetTimeoutMs: number;
+    };
+  };
+  /**
+   * Webhooks to `{BACKEND_URL}/webhooks`: on when `BACKEND_WEBHOOK_SECRET` is set (with
+   * `BACKEND_URL`). See `docs/configuration.md` and `docs/decisions.md` ("Webhooks").
+   */
+  readonly webhooks:
+    | {
+        readonly secret: string;
+        /** One attempt's time budget. */
+        readonly timeoutMs: number;
+        /** Attempts before a webhook goes to the dead letters. */
+        readonly maxAttempts: number;
+        /** Exponential backoff with full jitter between attempts: the first cap, and the largest. */
+        readonly retryBaseMs: number;
+        readonly retryMaxMs: number;
+        /** A node alone: webhooks waiting in memory at most (more are dropped and counted). */
+        readonly queueMax: number;
+        /** A cluster: the partitions rooms are spread over (the same on every node), and their lease. */
+        readonly partitions: number;
+        readonly leaseMs: number;
+      }
+    | undefined;
   readonly sentryDsn: string | undefined;
-  /** OpenTelemetry: the SDK starts when an OTLP endpoint is set (it reads its other OTEL_* itself). */
+  /** `SENTRY_ENVIRONMENT`; Sentry reports `NODE_ENV` without it. */
+  readonly sentryEnvironment: string | undefined;
+  /**
+   * OpenTelemetry, started by the preload (`instrumentation.ts`) from the `OTEL_*` variables:
+   * `enabled` says whether they ask for tracing (an endpoint or an exporter, not disabled).
+   */
   readonly telemetry: {
     readonly otlpEndpoint: string | undefined;
     readonly serviceName: string;
@@ -204,6 +319,8 @@ export interface Config {
     readonly connection: Limit;
     readonly user: Limit;
     readonly methods: Readonly<Record<'chat.send' | 'alert.publish' | 'room.join' | 'room.history', Limit>>;
+    /** `chat.send` limits of the roles that have their own (`RATE_LIMIT_CHAT_<ROLE>_MESSAGES`); absent when none has. */
+    readonly chatByRole?: Readonly<Partial<Record<Role, Limit>>>;
     readonly abuseCloseAfterRejections: number;
   };
   readonly trustedProxies: readonly string[];
@@ -215,6 +332,10 @@ export interface Config {
     readonly numWorkers: number | undefined;
     readonly listenIp: string;
     readonly announcedAddress: string | undefined;
+    /** Address other nodes reach this node's pipes at (`RTC_PIPE_ANNOUNCED_ADDRESS`). */
+    readonly pipeAnnouncedAddress: string | undefined;
+    /** SRTP on the pipes this node asks for (`RTC_PIPE_SRTP`): `auto` unless its pipe address is loopback. */
+    readonly pipeSrtp: 'auto' | 'always' | 'never';
     readonly rtcBasePort: number;
     readonly plainTransports: boolean;
     /** Where `sfu.connectPlainTransport` may point a plain transport (IP addresses and CIDR ranges). */
@@ -259,6 +380,17 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
       'invalid configuration:\n  SIGNALING_JWT_SECRET: required in production (or set SIGNALING_JWKS_URL)',
     );
   }
+  if (production && e.SIGNALING_JWKS_URL && new URL(e.SIGNALING_JWKS_URL).protocol !== 'https:') {
+    throw new ConfigError('invalid configuration:\n  SIGNALING_JWKS_URL: must be an https:// URL in production');
+  }
+  if (e.BACKEND_WEBHOOK_SECRET && !e.BACKEND_URL) {
+    throw new ConfigError('invalid configuration:\n  BACKEND_WEBHOOK_SECRET: webhooks need BACKEND_URL too');
+  }
+  if (e.BACKEND_WEBHOOK_LEASE_MS < 2 * e.BACKEND_WEBHOOK_TIMEOUT_MS) {
+    throw new ConfigError(
+      `invalid configuration:\n  BACKEND_WEBHOOK_LEASE_MS=${e.BACKEND_WEBHOOK_LEASE_MS}: must be at least twice BACKEND_WEBHOOK_TIMEOUT_MS`,
+    );
+  }
   const redis = redisTargetOf(e);
   const secretGenerated = !e.SIGNALING_JWT_SECRET && !e.SIGNALING_JWKS_URL;
   const adminTokenGenerated = !e.SIGNALING_ADMIN_TOKEN && !production;
@@ -267,11 +399,7 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
     env: e.NODE_ENV,
     host: e.HOST,
     port: e.PORT,
-    nodeId:
-      e.NODE_ID ??
-      `${hostname()
-        .replace(/[^A-Za-z0-9._-]/g, '-')
-        .slice(0, 40)}-${process.pid}`,
+    nodeId: e.NODE_ID ?? defaultNodeId(),
     logLevel: e.LOG_LEVEL,
     redisUrl: e.REDIS_URL,
     redis,
@@ -282,16 +410,51 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
       jwksUrl: e.SIGNALING_JWKS_URL,
       secretGenerated,
     },
+    tokenPolicy: {
+      issuer: e.SIGNALING_JWT_ISSUER,
+      audience: e.SIGNALING_JWT_AUDIENCE,
+      maxLifetimeSeconds: e.SIGNALING_JWT_MAX_LIFETIME_SECONDS,
+      clockSkewSeconds: e.SIGNALING_JWT_CLOCK_SKEW_SECONDS,
+      jwksCooldownMs: e.SIGNALING_JWKS_COOLDOWN_MS,
+      jwksCacheMaxAgeMs: e.SIGNALING_JWKS_CACHE_MAX_AGE_MS,
+    },
     adminToken: e.SIGNALING_ADMIN_TOKEN ?? (adminTokenGenerated ? randomBytes(24).toString('base64url') : undefined),
     adminTokenGenerated,
     allowedOrigins: e.SIGNALING_ALLOWED_ORIGINS,
     drainTimeoutMs: e.DRAIN_TIMEOUT_MS,
     backendUrl: e.BACKEND_URL,
+    backendAccess: {
+      token: e.BACKEND_TOKEN,
+      failureMode: e.BACKEND_FAILURE_MODE,
+      timeoutMs: e.BACKEND_ACCESS_TIMEOUT_MS,
+      retries: e.BACKEND_ACCESS_RETRIES,
+      cacheTtlMs: e.BACKEND_ACCESS_CACHE_TTL_MS,
+      circuit: {
+        errorThresholdPercentage: e.BACKEND_CIRCUIT_ERROR_PERCENT,
+        volumeThreshold: e.BACKEND_CIRCUIT_VOLUME_THRESHOLD,
+        rollingWindowMs: e.BACKEND_CIRCUIT_WINDOW_MS,
+        resetTimeoutMs: e.BACKEND_CIRCUIT_RESET_MS,
+      },
+    },
+    webhooks:
+      e.BACKEND_URL && e.BACKEND_WEBHOOK_SECRET
+        ? {
+            secret: e.BACKEND_WEBHOOK_SECRET,
+            timeoutMs: e.BACKEND_WEBHOOK_TIMEOUT_MS,
+            maxAttempts: e.BACKEND_WEBHOOK_MAX_ATTEMPTS,
+            retryBaseMs: e.BACKEND_WEBHOOK_RETRY_BASE_MS,
+            retryMaxMs: e.BACKEND_WEBHOOK_RETRY_MAX_MS,
+            queueMax: e.BACKEND_WEBHOOK_QUEUE_MAX,
+            partitions: e.BACKEND_WEBHOOK_PARTITIONS,
+            leaseMs: e.BACKEND_WEBHOOK_LEASE_MS,
+          }
+        : undefined,
     sentryDsn: e.SENTRY_DSN,
+    sentryEnvironment: e.SENTRY_ENVIRONMENT,
     telemetry: {
-      otlpEndpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT,
+      otlpEndpoint: e.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? e.OTEL_EXPORTER_OTLP_ENDPOINT,
       serviceName: e.OTEL_SERVICE_NAME,
-      enabled: !e.OTEL_SDK_DISABLED && e.OTEL_EXPORTER_OTLP_ENDPOINT !== undefined,
+      enabled: tracingWanted((name) => environment[name]),
     },
     maxPayloadBytes: e.MAX_PAYLOAD_BYTES,
     rooms: {
@@ -318,6 +481,7 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
         'room.join': { points: e.RATE_LIMIT_JOIN_MESSAGES, durationMs: e.RATE_LIMIT_JOIN_WINDOW_MS },
         'room.history': { points: e.RATE_LIMIT_HISTORY_MESSAGES, durationMs: e.RATE_LIMIT_HISTORY_WINDOW_MS },
       },
+      chatByRole: chatLimitsByRole(e),
       abuseCloseAfterRejections: e.ABUSE_CLOSE_AFTER_REJECTIONS,
     },
     trustedProxies: e.TRUSTED_PROXIES ?? [],
@@ -329,6 +493,8 @@ export function loadConfig(environment: Readonly<Record<string, string | undefin
       numWorkers: e.MEDIASOUP_NUM_WORKERS,
       listenIp: e.RTC_LISTEN_IP,
       announcedAddress: e.RTC_ANNOUNCED_ADDRESS,
+      pipeAnnouncedAddress: e.RTC_PIPE_ANNOUNCED_ADDRESS,
+      pipeSrtp: e.RTC_PIPE_SRTP,
       rtcBasePort: e.RTC_BASE_PORT,
       plainTransports: e.SFU_PLAIN_TRANSPORTS,
       plainAllowedCidrs: e.SFU_PLAIN_ALLOWED_CIDRS ?? ['127.0.0.0/8', '::1/128'],
@@ -357,8 +523,30 @@ function redisTargetOf(e: Env): RedisTarget | undefined {
   return e.REDIS_URL ? { mode: 'single', url: e.REDIS_URL } : undefined;
 }
 
+/** Per-role `chat.send` limits (same window as the global one); undefined when no role has its own. */
+function chatLimitsByRole(e: Env): Partial<Record<Role, Limit>> | undefined {
+  const points: Partial<Record<Role, number | undefined>> = {
+    presenter: e.RATE_LIMIT_CHAT_PRESENTER_MESSAGES,
+    moderator: e.RATE_LIMIT_CHAT_MODERATOR_MESSAGES,
+    trader: e.RATE_LIMIT_CHAT_TRADER_MESSAGES,
+  };
+  const limits: Partial<Record<Role, Limit>> = {};
+  for (const [role, value] of Object.entries(points) as [Role, number | undefined][]) {
+    if (value !== undefined) limits[role] = { points: value, durationMs: e.RATE_LIMIT_CHAT_WINDOW_MS };
+  }
+  return Object.keys(limits).length > 0 ? limits : undefined;
+}
+
 /** Names of every variable {@link loadConfig} reads, for documentation. */
 export const CONFIG_VARIABLES: readonly string[] = Object.freeze(Object.keys(envSchema.shape));
+
+/** A Standard Webhooks secret: `whsec_` and 24 to 64 bytes in base64. */
+function isWebhookSecret(value: string): boolean {
+  const encoded = value.startsWith('whsec_') ? value.slice('whsec_'.length) : '';
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(encoded) || encoded.length % 4 !== 0) return false;
+  const bytes = Buffer.from(encoded, 'base64').length;
+  return bytes >= 24 && bytes <= 64;
+}
 
 function deepFreeze<T>(value: T): T {
   if (value && typeof value === 'object') {

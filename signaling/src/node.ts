@@ -3,10 +3,9 @@
  * admin endpoints and the browser page; the room service on a room bus; the SFU when media is
  * on. {@link TradingRoomNode.drain} runs the drain state machine to the end.
  */
+import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
@@ -19,16 +18,22 @@ import type { RoomBus } from './bus/room-bus.js';
 import { ClusterMembership } from './cluster/cluster-membership.js';
 import type { RoomRpcMethods } from './rooms/room-rpc.js';
 import { RoomService } from './rooms/room-service.js';
+import { RoomWebhooks } from './rooms/room-webhooks.js';
 import { RateLimits } from './rate-limits.js';
 import { TokenVerifier } from './auth/tokens.js';
+import { BackendAccessClient, backendMetrics } from '../../backend-bridge/src/index.js';
 import { DrainController } from './drain.js';
 import { Gateway } from './gateway/gateway.js';
 import { HttpApi } from './http/http-api.js';
+import { AdminNodeFigures } from './http/admin-node.js';
+import { registerAdminMetrics } from './http/admin-metrics.js';
+import type { AdminRpcMethods } from './http/admin-rpc.js';
+import { AdminService } from './http/admin-service.js';
+import type { NodeStatus } from './cluster/node-registry.js';
 import { startTelemetry, type Telemetry } from './telemetry.js';
+import { PACKAGE_ROOT, VERSION } from './package-info.js';
+import { drainSpan } from './telemetry/spans.js';
 import type { MediaGateway } from './rooms/media-gateway.js';
-
-const PACKAGE_ROOT = findPackageRoot(dirname(fileURLToPath(import.meta.url)));
-const VERSION = (JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
 export interface NodeOptions {
   readonly logger?: Logger;
@@ -43,11 +48,18 @@ export class TradingRoomNode {
   readonly rooms: RoomService;
   readonly drainController: DrainController;
   /** This node's part of the cluster (registry, RPC, shared limits); undefined when it runs alone. */
-  readonly cluster: ClusterMembership<RoomRpcMethods> | undefined;
+  readonly cluster: ClusterMembership<RoomRpcMethods & AdminRpcMethods> | undefined;
+  /** The admin API's cluster-wide views (rooms, nodes, drains). */
+  readonly admin: AdminService;
+  /** The backend's access check of every `room.join` (with `BACKEND_URL`). */
+  readonly backendAccess: BackendAccessClient | undefined;
+  /** Webhooks to the backend (with `BACKEND_URL` and `BACKEND_WEBHOOK_SECRET`). */
+  readonly webhooks: RoomWebhooks | undefined;
   readonly #bus: RoomBus;
   readonly #gateway: Gateway;
   readonly #server: Server;
   readonly #startedAt = Date.now();
+  readonly #instanceId = randomUUID();
   #media: MediaGateway | undefined;
   #mediaError: string | undefined;
   #telemetry: Telemetry | undefined;
@@ -69,7 +81,8 @@ export class TradingRoomNode {
         clusterNodes: this.cluster?.view().aliveNodes ?? 1,
       }),
     });
-    this.#bus =
+    this.webhooks = RoomWebhooks.create(config, { registry: this.metrics.registry, log: this.log });
+    const bus =
       options.bus ??
       createRoomBus({
         retention: { maxEvents: config.rooms.replayMaxEvents, maxAgeMs: config.rooms.replayMaxAgeMs },
@@ -78,12 +91,14 @@ export class TradingRoomNode {
         nodeId: config.nodeId,
         onListenerError: (error) => this.log.error({ err: error }, 'room event listener failed'),
         onError: (error, what) => this.log.warn({ err: error, what }, 'room bus: Redis failure'),
+        outbox: this.webhooks?.busOutbox,
       });
+    this.#bus = this.webhooks ? this.webhooks.wrapBus(bus) : bus;
     this.#bus.onStatus((status) =>
       this.log[status.state === 'ok' ? 'info' : 'warn']({ bus: status }, `room bus ${status.state}`),
     );
     this.cluster = config.redis
-      ? new ClusterMembership<RoomRpcMethods>({
+      ? new ClusterMembership<RoomRpcMethods & AdminRpcMethods>({
           target: config.redis,
           nodeId: config.nodeId,
           keyPrefix: config.redisKeyPrefix,
@@ -98,12 +113,21 @@ export class TradingRoomNode {
           log: this.log,
         })
       : undefined;
+    this.backendAccess = config.backendUrl
+      ? new BackendAccessClient({
+          ...config.backendAccess,
+          baseUrl: config.backendUrl,
+          metrics: backendMetrics(this.metrics.registry),
+          log: this.log.child({ component: 'backend' }),
+        })
+      : undefined;
     this.rooms = new RoomService({
       bus: this.#bus,
       config,
       log: this.log,
       metrics: this.metrics,
       cluster: this.cluster,
+      access: this.backendAccess,
     });
     this.#gateway = new Gateway(
       {
@@ -112,13 +136,46 @@ export class TradingRoomNode {
         metrics: this.metrics,
         rooms: this.rooms,
         rateLimits: new RateLimits(config.rateLimits, { shared: this.cluster?.limiterFactory }),
-        verifier: new TokenVerifier({ secret: config.jwt.secret, jwksUrl: config.jwt.jwksUrl }),
+        verifier: new TokenVerifier({ ...config.tokenPolicy, secret: config.jwt.secret, jwksUrl: config.jwt.jwksUrl }),
         drain: this.drainController,
         media: () => this.#media,
-        reportError: (error, context) => this.#telemetry?.reportError(error, context),
+        reportError: (error, context, trace) => this.#telemetry?.reportError(error, context, trace),
       },
       this.cluster?.connectionCap,
     );
+    const cluster = this.cluster;
+    const adminFigures = new AdminNodeFigures({
+      nodeId: config.nodeId,
+      version: VERSION,
+      startedAt: this.#startedAt,
+      redisMode: config.redis?.mode,
+      mediaEnabled: config.media.enabled,
+      drain: () => ({
+        state: this.drainController.state,
+        startedAt: this.drainController.startedAt,
+        deadline: this.drainController.deadline,
+      }),
+      startDrain: () => {
+        void this.drain();
+        return { state: this.drainController.state, deadline: this.drainController.deadline };
+      },
+      connections: () => this.#gateway.connectionCount,
+      participants: () => this.rooms.participantCount,
+      busState: () => this.#bus.status().state,
+      rooms: () => this.rooms.summaries(),
+      media: () => this.#media?.service,
+      backendCircuit: () => this.backendAccess?.circuitState,
+    });
+    registerAdminMetrics(this.metrics.registry, adminFigures);
+    this.admin = new AdminService({
+      local: adminFigures,
+      cluster: cluster && { rpc: cluster.rpc, nodes: () => cluster.nodes() },
+      roomReport: (roomId) => this.rooms.roomReport(roomId),
+      selfStatus: () => this.#selfStatus(),
+    });
+    this.admin.serve();
+    const outbox = this.webhooks?.outbox;
+    if (outbox) this.admin.useWebhookBacklog((roomIds) => outbox.roomBacklogs(roomIds));
     const api = new HttpApi({
       config,
       log: this.log,
@@ -131,15 +188,14 @@ export class TradingRoomNode {
         contentType: this.metrics.registry.contentType,
         body: await this.metrics.registry.metrics(),
       }),
-      rooms: () => this.rooms.roomReports(),
-      room: (roomId) => this.rooms.roomReport(roomId),
+      admin: this.admin,
       closeRoom: (roomId) => this.rooms.closeRoom(roomId),
-      nodes: () => this.nodes(),
       drain: () => {
         void this.drain();
         return { state: this.drainController.state, deadline: this.drainController.deadline };
       },
       webRoot: join(PACKAGE_ROOT, 'dist', 'web'),
+      webhooks: this.webhooks?.outbox,
     });
     this.#server = createServer({ keepAliveTimeout: 5000 }, (req, res) => api.handle(req, res));
     this.#server.on('upgrade', (req, socket, head) => this.#gateway.handleUpgrade(req, socket, head));
@@ -149,7 +205,7 @@ export class TradingRoomNode {
 
   /** Starts telemetry, media (when enabled) and the HTTP server. */
   async start(): Promise<this> {
-    this.#telemetry = await startTelemetry(this.config, this.log);
+    this.#telemetry = await startTelemetry(this.config, this.log, VERSION);
     if (this.config.media.enabled) await this.#startMedia();
     // Bounded: a node that cannot reach Redis (or whose NODE_ID's earlier process is not reaped
     // yet) starts degraded and registers when it can.
@@ -161,6 +217,7 @@ export class TradingRoomNode {
         resolve();
       });
     });
+    this.webhooks?.start();
     this.#started = true;
     this.log.info(
       { port: this.port, media: Boolean(this.#media), bus: this.#bus.status(), redis: this.config.redis?.mode },
@@ -171,7 +228,7 @@ export class TradingRoomNode {
 
   async #startMedia(): Promise<void> {
     try {
-      const [{ MediaService }, { registerMediaMetrics }, { MediaGateway }] = await Promise.all([
+      const [{ MediaService, registerPipeMetrics }, { registerMediaMetrics }, { MediaGateway }] = await Promise.all([
         import('../../sfu/src/index.js'),
         import('../../sfu/src/media-metrics.js'),
         import('./rooms/media-gateway.js'),
@@ -181,6 +238,8 @@ export class TradingRoomNode {
         numWorkers: m.numWorkers,
         listenIp: m.listenIp,
         announcedAddress: m.announcedAddress,
+        pipeAnnouncedAddress: m.pipeAnnouncedAddress,
+        pipeSrtp: m.pipeSrtp,
         rtcBasePort: m.rtcBasePort,
         plainTransportsEnabled: m.plainTransports,
         consumersPerRouter: m.consumersPerRouter,
@@ -190,7 +249,24 @@ export class TradingRoomNode {
         logger: this.log.child({ component: 'sfu' }),
       });
       registerMediaMetrics(this.metrics.registry, service);
-      this.#media = new MediaGateway(service, this.rooms, this.log, { plainAllowedCidrs: m.plainAllowedCidrs });
+      const cluster = this.cluster;
+      this.#media = new MediaGateway(service, this.rooms, this.log, {
+        plainAllowedCidrs: m.plainAllowedCidrs,
+        cluster:
+          cluster && this.config.redis
+            ? {
+                rpc: cluster.rpc,
+                registry: cluster.registry,
+                nodeId: cluster.nodeId,
+                instanceId: cluster.registry.instanceId,
+                target: this.config.redis,
+                keyPrefix: this.config.redisKeyPrefix,
+                nodeTtlMs: this.config.nodeTtlMs,
+              }
+            : undefined,
+        draining: () => this.drainController.state !== 'RUNNING',
+        pipeMetrics: registerPipeMetrics(this.metrics.registry, service),
+      });
       this.rooms.useMedia(this.#media);
     } catch (error) {
       this.#mediaError = error instanceof Error ? error.message : String(error);
@@ -213,19 +289,23 @@ export class TradingRoomNode {
    */
   async nodes(): Promise<unknown[]> {
     if (this.cluster) return this.cluster.nodes();
-    return [
-      {
-        nodeId: this.config.nodeId,
-        state: this.drainController.state === 'RUNNING' ? 'running' : 'draining',
-        connections: this.#gateway.connectionCount,
-        rooms: this.rooms.roomCount,
-        startedAt: this.#startedAt,
-        heartbeatAt: Date.now(),
-        drainDeadline: this.drainController.deadline,
-        version: VERSION,
-        alive: true,
-      },
-    ];
+    return [this.#selfStatus()];
+  }
+
+  /** This node as a heartbeat entry would list it (when it runs alone). */
+  #selfStatus(): NodeStatus {
+    return {
+      nodeId: this.config.nodeId,
+      instanceId: this.#instanceId,
+      state: this.drainController.state === 'RUNNING' ? 'running' : 'draining',
+      connections: this.#gateway.connectionCount,
+      rooms: this.rooms.roomCount,
+      startedAt: this.#startedAt,
+      heartbeatAt: Date.now(),
+      drainDeadline: this.drainController.deadline,
+      version: VERSION,
+      alive: true,
+    };
   }
 
   health(): Record<string, unknown> {
@@ -274,10 +354,13 @@ export class TradingRoomNode {
     if (!this.drainController.drain()) return Promise.resolve();
     this.#setDrainMetric();
     const deadline = this.drainController.deadline as number;
+    const span = drainSpan(this.config.nodeId, this.#gateway.connectionCount, deadline);
     this.log.info({ deadline, connections: this.#gateway.connectionCount }, 'draining');
     this.#gateway.announceDrain(deadline);
     // Peers see `draining` now rather than at the next heartbeat.
     void this.cluster?.registry.heartbeat().catch(() => {});
+    // Error reports and spans queued so far leave now, while the process surely lives.
+    void this.#telemetry?.flush(2000);
     this.#drainDone = (async () => {
       const progress = setInterval(
         () => this.metrics.drainRemainingConnections.set(this.#gateway.connectionCount),
@@ -285,6 +368,7 @@ export class TradingRoomNode {
       );
       progress.unref();
       await this.#gateway.waitForSockets(Math.max(0, deadline - Date.now()));
+      span.setAttribute('trading_room.closed_at_deadline', this.#gateway.connectionCount);
       if (this.#gateway.connectionCount > 0) {
         this.log.info(
           { remaining: this.#gateway.connectionCount },
@@ -294,6 +378,8 @@ export class TradingRoomNode {
         await this.#gateway.waitForSockets(2500);
       }
       clearInterval(progress);
+      // Ended before the shutdown flushes the exporters, so it leaves with them.
+      span.end();
       await this.#shutdown();
     })();
     return this.#drainDone;
@@ -322,10 +408,19 @@ export class TradingRoomNode {
       roomsClosed = false;
       this.log.error({ err: error }, 'closing the rooms failed');
     }
-    await this.#media?.service.close();
+    await this.#media?.close();
+    // After the rooms: their last departures and `room.finished` are in the outbox by now.
+    // Alone, what waits is delivered until the drain's deadline (at least one attempt's time).
+    const attemptMs = this.config.webhooks?.timeoutMs ?? 0;
+    const drainDeadline = this.#drainDone ? (this.drainController.deadline ?? 0) : 0;
+    const webhooksDeadline = Math.max(drainDeadline, Date.now() + attemptMs);
+    await this.webhooks?.close(webhooksDeadline).catch((error: unknown) => {
+      this.log.warn({ err: error }, 'closing the webhook outbox failed');
+    });
     // Rooms closed properly: deregister. Otherwise survivors take over its participants.
     await this.cluster?.close(roomsClosed);
     await this.#bus.close();
+    this.backendAccess?.close();
     await new Promise<void>((resolve) => {
       this.#server.close(() => resolve());
       this.#server.closeAllConnections();
@@ -357,14 +452,4 @@ function redisBusOptions(target: RedisTarget | undefined): Partial<RoomBusOption
     case 'cluster':
       return { redisUrl: target.url, redisClusterNodes: addresses(target.nodes) };
   }
-}
-
-function findPackageRoot(start: string): string {
-  let dir = start;
-  while (!existsSync(join(dir, 'package.json'))) {
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error('package.json not found above ' + start);
-    dir = parent;
-  }
-  return dir;
 }

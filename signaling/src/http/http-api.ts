@@ -9,6 +9,12 @@ import type { Config } from '../config.js';
 import { HTTP_STATUS, toErrorBody, type HttpErrorCode } from '../errors.js';
 import { BusUnavailableError } from '../bus/room-bus.js';
 import { StaticFiles } from './static-files.js';
+import type { WebhookOutbox } from '../../../backend-bridge/src/index.js';
+import { adminWebhooks } from './admin-webhooks.js';
+import { parsePage, type AdminService } from './admin-service.js';
+
+/** The operator console's page (built into `dist/web/ops/`). */
+const OPS_PAGE = '/ops/index.html';
 
 /** What the HTTP API reads from the node. */
 export interface HttpApiDeps {
@@ -20,15 +26,16 @@ export interface HttpApiDeps {
   isReady(): boolean;
   health(): Record<string, unknown>;
   metrics(): Promise<{ contentType: string; body: string }>;
-  /** Cluster-wide room figures; these three reject with `BusUnavailableError` when Redis does not answer. */
-  rooms(): Promise<unknown[]>;
-  /** One room across the cluster; undefined when no node knows it. */
-  room(roomId: string): Promise<unknown>;
+  /**
+   * The cluster-wide admin views (rooms, nodes, a node's drain); they reject with
+   * `BusUnavailableError` when Redis does not answer.
+   */
+  readonly admin: AdminService;
   /** Closes the room on every node; false when no node knows it. */
   closeRoom(roomId: string): Promise<boolean>;
-  /** The cluster's nodes (just this one when alone); rejects with `BusUnavailableError` when Redis does not answer. */
-  nodes(): Promise<unknown[]>;
   drain(): { state: string; deadline: number | undefined };
+  /** The webhook outbox, for its dead letters (`admin-webhooks.ts`); undefined when webhooks are off. */
+  readonly webhooks?: WebhookOutbox | undefined;
   /** The directory of the browser page's files (it may not exist: then only the API answers). */
   readonly webRoot: string;
 }
@@ -82,7 +89,7 @@ export class HttpApi {
     if (path.startsWith('/admin/')) return this.#admin(request, response, method, path);
     if (path === '/ws') return sendError(response, 'BAD_REQUEST', 'this endpoint needs a WebSocket upgrade');
     if (method === 'GET' || method === 'HEAD') {
-      const file = await this.#files.find(path);
+      const file = await this.#files.find(path === '/ops' || path === '/ops/' ? OPS_PAGE : path);
       if (file) {
         response.writeHead(200, { 'Content-Type': file.contentType, 'Cache-Control': 'no-cache' });
         response.end(method === 'HEAD' ? undefined : file.body);
@@ -107,10 +114,21 @@ export class HttpApi {
     const deps = this.#deps;
     const segments = decodeSegments(path);
     if (!segments) return sendError(response, 'BAD_REQUEST', 'malformed percent-encoding in the path');
-    // ['admin', 'rooms'], ['admin', 'rooms', id], ['admin', 'rooms', id, 'close'], ['admin', 'drain']
+    // ['admin', 'rooms'], ['admin', 'rooms', id], ['admin', 'rooms', id, 'close'], ['admin', 'drain'],
+    // ['admin', 'nodes'], ['admin', 'nodes', id, 'drain']
+    const url = new URL(request.url ?? '/', 'http://localhost');
     if (segments[1] === 'nodes' && segments.length === 2) {
       if (method !== 'GET') return sendMethodNotAllowed(response, 'GET');
-      return this.#nodes(response);
+      return this.#nodes(response, url.searchParams);
+    }
+    if (segments[1] === 'nodes' && segments.length === 4 && segments[3] === 'drain') {
+      if (method !== 'POST') return sendMethodNotAllowed(response, 'POST');
+      return sendJson(response, 202, await deps.admin.drainNode(segments[2] as string));
+    }
+    if (segments[1] === 'webhooks') {
+      const answer = await adminWebhooks(request, url, segments.slice(2), deps.webhooks);
+      if (answer.allow) response.setHeader('Allow', answer.allow);
+      return sendJson(response, answer.status, answer.body);
     }
     if (segments[1] === 'drain' && segments.length === 2) {
       if (method !== 'POST') return sendMethodNotAllowed(response, 'POST');
@@ -119,12 +137,18 @@ export class HttpApi {
     if (segments[1] === 'rooms') {
       if (segments.length === 2) {
         if (method !== 'GET') return sendMethodNotAllowed(response, 'GET');
-        return sendJson(response, 200, { nodeId: deps.config.nodeId, rooms: await deps.rooms() });
+        const page = await deps.admin.rooms(parsePage(url.searchParams));
+        return sendJson(response, 200, {
+          nodeId: deps.config.nodeId,
+          rooms: page.items,
+          nextCursor: page.nextCursor ?? null,
+          unreachableNodes: page.unreachableNodes,
+        });
       }
       const roomId = segments[2] as string;
       if (segments.length === 3) {
         if (method !== 'GET') return sendMethodNotAllowed(response, 'GET');
-        const room = await deps.room(roomId);
+        const room = await deps.admin.room(roomId);
         return room ? sendJson(response, 200, room) : sendError(response, 'NOT_FOUND', `no room ${roomId}`);
       }
       if (segments.length === 4 && segments[3] === 'close') {
@@ -137,9 +161,16 @@ export class HttpApi {
     sendError(response, 'NOT_FOUND', `no admin route ${method} ${path}`);
   }
 
-  async #nodes(response: ServerResponse): Promise<void> {
+  async #nodes(response: ServerResponse, query: URLSearchParams): Promise<void> {
+    const request = parsePage(query);
     try {
-      return sendJson(response, 200, { nodeId: this.#deps.config.nodeId, nodes: await this.#deps.nodes() });
+      const page = await this.#deps.admin.nodes(request);
+      return sendJson(response, 200, {
+        nodeId: this.#deps.config.nodeId,
+        nodes: page.items,
+        nextCursor: page.nextCursor ?? null,
+        unreachableNodes: page.unreachableNodes,
+      });
     } catch (error) {
       if (!(error instanceof BusUnavailableError)) throw error;
       response.setHeader('Retry-After', String(Math.max(1, Math.ceil(error.retryAfterMs / 1000))));

@@ -13,6 +13,7 @@ import type { Member, Room } from './room.js';
 import type { RoomConnection } from './room-connection.js';
 import type { RoomMembers } from './room-members.js';
 import type { RoomLifecycle } from './room-lifecycle.js';
+import { admit, type Admission, type RoomAccess } from './room-access.js';
 import { isGone, onOwner, presenceOf, toRoomError, withoutNode, type RoomContext } from './room-context.js';
 
 /** How long a join waits for its own `participant.joined` to come back from the bus. */
@@ -25,26 +26,33 @@ export class RoomJoins {
   readonly #ctx: RoomContext;
   readonly #members: RoomMembers;
   readonly #lifecycle: RoomLifecycle;
+  readonly #access: RoomAccess | undefined;
 
-  constructor(ctx: RoomContext, members: RoomMembers, lifecycle: RoomLifecycle) {
+  /** `access`: the backend's access check, when a backend decides who joins. */
+  constructor(ctx: RoomContext, members: RoomMembers, lifecycle: RoomLifecycle, access?: RoomAccess) {
     this.#ctx = ctx;
     this.#members = members;
     this.#lifecycle = lifecycle;
+    this.#access = access;
   }
 
   /** `room.join`: resumes the session it names when it can, else joins afresh. */
   async join(connection: RoomConnection, data: JoinData): Promise<JoinResult> {
     if (this.#members.find(connection) !== undefined) throw alreadyJoined();
+    // The backend's word comes first: a refused join opens no room.
+    const admission = await admit(this.#access, connection, this.#ctx.config.rooms.maxParticipants);
     const room = await this.#lifecycle.open(connection.roomId);
     if ((await this.#ctx.bus.state.getBan(room.id, connection.userId)) !== undefined) {
       throw new ProtocolError('FORBIDDEN', 'you were removed from this room');
     }
     if (connection.closed) throw connectionClosed();
 
-    const resumed = data.resume ? await this.#tryResume(room, connection, data.resume, data.displayName) : undefined;
+    const resumed = data.resume
+      ? await this.#tryResume(room, connection, data.resume, data.displayName, admission.role)
+      : undefined;
     // A successful resume has attached this connection; anything else must still be unattached.
     if (!resumed && this.#members.find(connection) !== undefined) throw alreadyJoined();
-    const member = resumed ?? (await this.#joinFresh(room, connection, data.displayName));
+    const member = resumed ?? (await this.#joinFresh(room, connection, data.displayName, admission));
     const { participantId, userId } = member.participant;
     const presence = await this.#ctx.bus.presence.list(room.id);
     // The user's other participants elsewhere give way: older ones to a fresh join, all to a resume.
@@ -81,13 +89,15 @@ export class RoomJoins {
    * (never from before the session first joined), takes the participant over from the node it
    * was on (that node closes its socket with 4009 and forgets it, silently) and attaches the
    * connection. Undefined, for a fresh join, when the session is unknown, of another epoch, or
-   * its events are no longer all retained or exceed the replay bounds.
+   * its events are no longer all retained or exceed the replay bounds. `baseRole`: the role a
+   * rejoin starts from unless a moderator set another (the backend's, else the token's).
    */
   async #tryResume(
     room: Room,
     connection: RoomConnection,
     resume: NonNullable<JoinData['resume']>,
     displayName: string | undefined,
+    baseRole: Role,
   ): Promise<Member | undefined> {
     const epoch = room.epoch;
     if (epoch === undefined || (resume.epoch !== undefined && resume.epoch !== epoch)) return undefined;
@@ -137,7 +147,7 @@ export class RoomJoins {
             participantId: record.participantId,
             userId: record.userId,
             name: displayNameOf(connection, displayName),
-            role: role ?? connection.tokenRole,
+            role: role ?? baseRole,
             joinedAt: record.joinedAt,
           };
       member = this.#members.create(room, participant, resume.sessionId, { ...record, leftAt: undefined });
@@ -215,13 +225,19 @@ export class RoomJoins {
     return true;
   }
 
-  async #joinFresh(room: Room, connection: RoomConnection, displayName: string | undefined): Promise<Member> {
+  async #joinFresh(
+    room: Room,
+    connection: RoomConnection,
+    displayName: string | undefined,
+    admission: Admission,
+  ): Promise<Member> {
     const existing = room.memberByUser.get(connection.userId);
+    // Presence is cluster-wide: the limit holds across every node of the room.
     const count = await this.#ctx.bus.presence.count(room.id);
-    if (count - (existing ? 1 : 0) >= this.#ctx.config.rooms.maxParticipants) {
-      throw new ProtocolError('ROOM_FULL', `the room is full (${this.#ctx.config.rooms.maxParticipants} participants)`);
+    if (count - (existing ? 1 : 0) >= admission.maxParticipants) {
+      throw new ProtocolError('ROOM_FULL', `the room is full (${admission.maxParticipants} participants)`);
     }
-    const role = (await this.#ctx.bus.state.getRole(room.id, connection.userId)) ?? connection.tokenRole;
+    const role = (await this.#ctx.bus.state.getRole(room.id, connection.userId)) ?? admission.role;
     if (connection.closed || this.#members.find(connection) !== undefined) throw connectionClosed();
     const current = room.memberByUser.get(connection.userId);
     if (current) await this.#members.remove(room, this.#members.replace(current), 'replaced');

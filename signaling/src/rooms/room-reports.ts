@@ -24,8 +24,10 @@ export type RoomDetail = RoomReport & { participantList: PresenceEntry[] };
 
 /** This node's figures of one of its rooms (its own members). */
 export function nodeSummaryOf(room: Room, nodeId: string, publishers: Iterable<string> = []): NodeRoomSummary {
-  let connected = 0;
-  for (const member of room.members.values()) if (member.connection) connected++;
+  const disconnected: string[] = [];
+  for (const member of room.members.values())
+    if (!member.connection) disconnected.push(member.participant.participantId);
+  const connected = room.members.size - disconnected.length;
   const participantList = [...room.members.values()].map((m) => ({ ...m.participant }));
   return {
     roomId: room.id,
@@ -37,6 +39,9 @@ export function nodeSummaryOf(room: Room, nodeId: string, publishers: Iterable<s
     connected,
     publishers: [...publishers],
     eventsPerMinute: room.eventsPerMinute(),
+    chatMessagesPerMinute: room.chatMessagesPerMinute(),
+    alertsPerMinute: room.alertsPerMinute(),
+    disconnected,
     lastSeq: room.deliveredSeq,
     participantList,
   };
@@ -103,6 +108,9 @@ function mergeReports(summaries: readonly NodeRoomSummary[]): RoomReport[] {
     report.connected += summary.connected;
     report.publishers = [...new Set([...report.publishers, ...summary.publishers])];
     report.eventsPerMinute = Math.max(report.eventsPerMinute, summary.eventsPerMinute);
+    report.chatMessagesPerMinute = Math.max(report.chatMessagesPerMinute ?? 0, summary.chatMessagesPerMinute ?? 0);
+    report.alertsPerMinute = Math.max(report.alertsPerMinute ?? 0, summary.alertsPerMinute ?? 0);
+    report.disconnected = [...(report.disconnected ?? []), ...(summary.disconnected ?? [])];
     if (summary.lastSeq > report.lastSeq) {
       report.lastSeq = summary.lastSeq;
       report.epoch = summary.epoch;
@@ -130,6 +138,9 @@ function detailOf(
     connected: merged?.connected ?? 0,
     publishers: merged?.publishers ?? [],
     eventsPerMinute: merged?.eventsPerMinute ?? 0,
+    chatMessagesPerMinute: merged?.chatMessagesPerMinute ?? 0,
+    alertsPerMinute: merged?.alertsPerMinute ?? 0,
+    disconnected: merged?.disconnected ?? [],
     lastSeq: head.lastSeq,
     epoch: head.epoch,
     nodes: [...nodes].sort(),
@@ -142,6 +153,7 @@ function reportOf({ nodeId, participantList: _list, ...summary }: NodeRoomSummar
     ...summary,
     participantsByRole: { ...summary.participantsByRole },
     publishers: [...summary.publishers],
+    disconnected: [...(summary.disconnected ?? [])],
     nodes: [nodeId],
   };
 }

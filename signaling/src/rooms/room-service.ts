@@ -39,6 +39,7 @@ import { RoomMembers } from './room-members.js';
 import { PresenceRepair } from './presence-repair.js';
 import { RoomLifecycle } from './room-lifecycle.js';
 import { RoomJoins } from './room-joins.js';
+import type { RoomAccess } from './room-access.js';
 import { publishAlert, sendChat } from './room-messages.js';
 import { readHistory } from './room-history.js';
 import { RoomModeration } from './room-moderation.js';
@@ -55,6 +56,8 @@ export interface RoomServiceOptions {
   readonly metrics: NodeMetrics;
   /** The other nodes, when this one is part of a cluster. */
   readonly cluster?: RoomCluster | undefined;
+  /** The backend's access check of every `room.join` (with `BACKEND_URL`); unset: the token decides. */
+  readonly access?: RoomAccess | undefined;
 }
 
 /** Per-room figures of this node for operators (`/admin/rooms` merges the nodes' figures). */
@@ -97,7 +100,7 @@ export class RoomService implements RoomHandlers {
     const moderation = new RoomModeration(ctx, members);
     this.#members = members;
     this.#lifecycle = lifecycle;
-    this.#joins = new RoomJoins(ctx, members, lifecycle);
+    this.#joins = new RoomJoins(ctx, members, lifecycle, options.access);
     this.#moderation = moderation;
     this.#stops.push(ctx.bus.onStatus((status) => repair.onBusStatus(status)));
     if (options.cluster) {

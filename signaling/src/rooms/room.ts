@@ -51,8 +51,10 @@ export class Room {
   /** A reconcile with the bus failed: run it again when the bus is back, and before closing. */
   unreconciled = false;
   closed = false;
-  /** Durable events per one-minute bucket, for the admin event rate. */
+  /** Durable events per one-minute bucket, for the admin event rates: all, chat messages, alerts. */
   readonly #eventBuckets: [minute: number, count: number][] = [];
+  readonly #chatBuckets: [minute: number, count: number][] = [];
+  readonly #alertBuckets: [minute: number, count: number][] = [];
   #waiters: DeliveryWaiter[] = [];
 
   constructor(id: string) {
@@ -100,23 +102,43 @@ export class Room {
     return this.closed || this.epoch !== epoch || this.deliveredSeq >= seq;
   }
 
-  /** Counts a durable event for the event-rate figure. */
-  countEvent(now = Date.now()): void {
-    const minute = Math.floor(now / 60_000);
-    const last = this.#eventBuckets.at(-1);
-    if (last && last[0] === minute) last[1]++;
-    else {
-      this.#eventBuckets.push([minute, 1]);
-      if (this.#eventBuckets.length > 2) this.#eventBuckets.shift();
-    }
+  /** Counts a durable event (by its name) for the event-rate figures. */
+  countEvent(event?: string, now = Date.now()): void {
+    countInBucket(this.#eventBuckets, now);
+    if (event === 'chat.message') countInBucket(this.#chatBuckets, now);
+    else if (event === 'alert.published') countInBucket(this.#alertBuckets, now);
   }
 
   /** Durable events in the last full minute plus the current one, scaled to per minute. */
   eventsPerMinute(now = Date.now()): number {
-    const minute = Math.floor(now / 60_000);
-    let total = 0;
-    for (const [m, count] of this.#eventBuckets) if (m >= minute - 1) total += count;
-    const elapsedMs = 60_000 + (now % 60_000);
-    return Math.round((total * 60_000) / elapsedMs);
+    return perMinute(this.#eventBuckets, now);
   }
+
+  /** Chat messages per minute, measured like {@link eventsPerMinute}. */
+  chatMessagesPerMinute(now = Date.now()): number {
+    return perMinute(this.#chatBuckets, now);
+  }
+
+  /** Alerts per minute, measured like {@link eventsPerMinute}. */
+  alertsPerMinute(now = Date.now()): number {
+    return perMinute(this.#alertBuckets, now);
+  }
+}
+
+function countInBucket(buckets: [minute: number, count: number][], now: number): void {
+  const minute = Math.floor(now / 60_000);
+  const last = buckets.at(-1);
+  if (last && last[0] === minute) last[1]++;
+  else {
+    buckets.push([minute, 1]);
+    if (buckets.length > 2) buckets.shift();
+  }
+}
+
+function perMinute(buckets: readonly [minute: number, count: number][], now: number): number {
+  const minute = Math.floor(now / 60_000);
+  let total = 0;
+  for (const [m, count] of buckets) if (m >= minute - 1) total += count;
+  const elapsedMs = 60_000 + (now % 60_000);
+  return Math.round((total * 60_000) / elapsedMs);
 }

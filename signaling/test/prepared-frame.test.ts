@@ -12,7 +12,12 @@ import { afterEach, expect, it } from 'vitest';
 import { WebSocketServer, type WebSocket, type ServerOptions } from 'ws';
 import { eventually } from '../../test-support/async.js';
 import { openSocket } from '../../test-support/sockets.js';
-import { FRAME_ONCE_AVAILABLE, PreparedFrame, writesPreparedFrames } from '../src/gateway/prepared-frame.js';
+import {
+  FRAME_ONCE_AVAILABLE,
+  FrameWriter,
+  PreparedFrame,
+  writesPreparedFrames,
+} from '../src/gateway/prepared-frame.js';
 
 interface Pair {
   readonly server: WebSocket;
@@ -48,12 +53,12 @@ async function connect(count: number, options: ServerOptions = {}, clientDeflate
   return pairs;
 }
 
-it('ws still has the internals the frame-once path uses (Sender.frame, _sender.sendFrame/_state/_queue)', async () => {
+it('ws still has the internals the frame-once path uses (Sender.frame, _sender.sendFrame/_state/_queue/_socket)', async () => {
   expect(FRAME_ONCE_AVAILABLE, 'ws Sender.frame is missing or frames differently').toBe(true);
   const [pair] = await connect(1);
   expect(
     writesPreparedFrames(pair!.server),
-    'an open, idle ws socket no longer exposes _sender.sendFrame / _state === 0 / _queue: fan-out fell back to ws.send',
+    "an open, idle ws socket no longer exposes _sender.sendFrame / _state === 0 / _queue / _socket (the WebSocket's own): fan-out fell back to ws.send",
   ).toBe(true);
   const frame = new PreparedFrame('{"event":"x"}');
   expect(frame.frame).toEqual(Buffer.from([0x81, 13, ...Buffer.from('{"event":"x"}')]));
@@ -100,7 +105,13 @@ it('counts prepared bytes in bufferedAmount when the peer stops reading', async 
   const { server, client } = pair!;
   (client as unknown as { _socket: Socket })._socket.pause();
   const frame = new PreparedFrame(Buffer.alloc(64 * 1024, 0x62));
-  for (let i = 0; i < 200; i++) frame.writeTo(server);
+  const writer = new FrameWriter(server);
+  expect(writer.highWaterMark).toBeGreaterThan(0);
+  expect(writer.highWaterMark).toBeLessThan(Number.POSITIVE_INFINITY);
+  // A write reports whether the socket is still below its high-water mark: the session skips
+  // reading the backlog only while it is.
+  const below = Array.from({ length: 200 }, () => writer.write(frame));
+  expect(below.at(-1)).toBe(false);
   // 12.8 MB cannot all sit in the loopback's socket buffers: the rest is ws's backlog.
   expect(server.bufferedAmount).toBeGreaterThan(4 * 1024 * 1024);
   (client as unknown as { _socket: Socket })._socket.resume();
@@ -110,9 +121,14 @@ it('counts prepared bytes in bufferedAmount when the peer stops reading', async 
 it('a closed socket gets nothing and nothing throws', async () => {
   const [pair] = await connect(1);
   const { server, client } = pair!;
+  const writer = new FrameWriter(server);
+  expect(writer.direct).toBe(true);
   const closed = new Promise((r) => server.once('close', r));
   client.close();
   await closed;
   expect(writesPreparedFrames(server)).toBe(false);
+  // A connection's writer, made while the socket was open, checks again on every write.
+  expect(writer.direct).toBe(false);
+  expect(() => writer.write(new PreparedFrame('{"late":true}'))).not.toThrow();
   expect(() => new PreparedFrame('{"late":true}').writeTo(server)).not.toThrow();
 });

@@ -26,7 +26,7 @@ import type { DrainController } from '../drain.js';
 import { encodeFrame } from '../bus/room-bus.js';
 import { FrameSpan } from '../telemetry/frame-span.js';
 import { inChildSpan, SpanKind } from '../telemetry/spans.js';
-import { PreparedFrame } from './prepared-frame.js';
+import { FrameWriter, PreparedFrame } from './prepared-frame.js';
 
 /** Frames queued for processing before the socket stops reading (TCP back-pressure). */
 const MAX_QUEUED_FRAMES = 64;
@@ -67,7 +67,11 @@ export class ClientSession implements HandlerSession {
   #expiresAtMs: number;
   #tokenRole: Role;
   readonly #ws: WebSocket;
+  readonly #writer: FrameWriter;
   readonly #services: SessionServices;
+  readonly #maxBufferedBytes: number;
+  /** A direct write that finds the socket below its high-water mark is below the backlog bound too. */
+  readonly #highWaterMarkWithinBound: boolean;
   #childLog: Logger | undefined;
   #queue: Promise<void> = Promise.resolve();
   #queued = 0;
@@ -79,7 +83,10 @@ export class ClientSession implements HandlerSession {
 
   constructor(ws: WebSocket, claims: AccessClaims, ip: string, services: SessionServices) {
     this.#ws = ws;
+    this.#writer = new FrameWriter(ws);
     this.#services = services;
+    this.#maxBufferedBytes = services.config.slowConsumer.maxBufferedBytes;
+    this.#highWaterMarkWithinBound = this.#writer.highWaterMark <= this.#maxBufferedBytes;
     this.userId = claims.userId;
     this.roomId = claims.roomId;
     this.#tokenRole = claims.role;
@@ -126,8 +133,14 @@ export class ClientSession implements HandlerSession {
   /** Writes an encoded frame (a prepared one as built, once for every socket); watches the socket's backlog. */
   sendFrame(payload: string | Buffer | PreparedFrame): void {
     if (this.#closed) return;
-    if (payload instanceof PreparedFrame) payload.writeTo(this.#ws);
-    else this.#ws.send(payload, TEXT_FRAME);
+    if (payload instanceof PreparedFrame) {
+      // The fan-out's path, per socket per event: skip reading the backlog when the write
+      // itself says it is small and the socket is not being watched as slow.
+      const belowMark = this.#writer.write(payload);
+      if (belowMark && this.#highWaterMarkWithinBound && this.#slowSince === undefined) return;
+    } else {
+      this.#ws.send(payload, TEXT_FRAME);
+    }
     this.#checkBacklog();
   }
 
@@ -188,11 +201,11 @@ export class ClientSession implements HandlerSession {
   }
 
   #checkBacklog(): void {
-    const { maxBufferedBytes, graceMs } = this.#services.config.slowConsumer;
-    if (this.#ws.bufferedAmount <= maxBufferedBytes) {
+    if (this.#ws.bufferedAmount <= this.#maxBufferedBytes) {
       this.#slowSince = undefined;
       return;
     }
+    const { graceMs } = this.#services.config.slowConsumer;
     const now = Date.now();
     this.#slowSince ??= now;
     if (now - this.#slowSince >= graceMs) {

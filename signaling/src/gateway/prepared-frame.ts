@@ -4,11 +4,13 @@
  * goes out identical to every member, so the header and payload are joined into one buffer
  * once (ws's public `Sender.frame`: unmasked, FIN, opcode 1, no RSV1 — never compressed,
  * which is valid whether or not permessage-deflate was negotiated) and each socket gets that
- * buffer through its own sender's `sendFrame`, the way Socket.IO writes its pre-encoded frames.
+ * buffer written onto its TCP socket, as the sender's own `sendFrame` would (the way Socket.IO
+ * writes its pre-encoded frames), without a per-socket call chain: a connection's
+ * `FrameWriter` finds the sender once.
  *
- * It relies on three internals of `ws` (8.x): the static `Sender.frame`, a WebSocket's
- * `_sender` with `sendFrame(list)`, and the sender's `_state` (0 when no compression or blob
- * read is in progress) and `_queue` (sends waiting behind one). A socket whose sender does not
+ * It relies on internals of `ws` (8.x): the static `Sender.frame`, a WebSocket's `_sender`
+ * (with `sendFrame`) writing to the same `_socket`, and the sender's `_state` (0 when no
+ * compression or blob read is in progress) and `_queue` (sends waiting behind one). A socket whose sender does not
  * look like that, or is busy, gets `ws.send(payload)` instead — always correct, never out of
  * order. `signaling/test/prepared-frame.test.ts` fails when an upgrade of `ws` changes any of
  * them. The written bytes count in `ws.bufferedAmount` (it reads the socket's write queue), so
@@ -65,48 +67,104 @@ function framingWorks(): boolean {
 /** Whether this build of `ws` frames as expected (checked once at start-up). */
 export const FRAME_ONCE_AVAILABLE = framingWorks();
 
-/** The sender of `ws` when a pre-built frame may be written through it now; undefined → use `ws.send`. */
-function idleSender(ws: WebSocket): SenderInternals | undefined {
-  if (!FRAME_ONCE_AVAILABLE || ws.readyState !== WebSocket.OPEN) return undefined;
-  const sender = (ws as unknown as { _sender?: SenderInternals })._sender;
+/** The parts of ws's `Sender` the direct write reads on every frame. */
+interface IdleCheckedSender {
+  readonly _state: unknown;
+  readonly _queue: readonly unknown[];
+  readonly _socket: { write(chunk: Buffer): boolean; readonly writableHighWaterMark?: unknown };
+}
+
+/** The sender of `ws` when its internals look as expected (checked once per connection); else undefined. */
+function senderOf(ws: WebSocket): IdleCheckedSender | undefined {
+  if (!FRAME_ONCE_AVAILABLE) return undefined;
+  const sender = (ws as unknown as { _sender?: SenderInternals & { _socket?: unknown } })._sender;
+  const socket = (ws as unknown as { _socket?: unknown })._socket;
   if (
     sender === undefined ||
     typeof sender.sendFrame !== 'function' ||
-    sender._state !== SENDER_IDLE ||
+    typeof sender._state !== 'number' ||
     !Array.isArray(sender._queue) ||
-    sender._queue.length !== 0
+    sender._socket === undefined ||
+    sender._socket !== socket ||
+    typeof (socket as { write?: unknown }).write !== 'function'
   ) {
     return undefined;
   }
-  return sender;
+  return sender as unknown as IdleCheckedSender;
+}
+
+/**
+ * Writes prepared frames to one socket. The sender and its TCP socket are looked up once; each
+ * write then costs what a bare server's `socket.write(frame)` costs, plus three reads that keep
+ * it correct: the socket is open, and the sender neither compresses nor holds queued sends.
+ */
+export class FrameWriter {
+  readonly #ws: WebSocket;
+  readonly #sender: IdleCheckedSender | undefined;
+
+  constructor(ws: WebSocket) {
+    this.#ws = ws;
+    this.#sender = senderOf(ws);
+  }
+
+  /** Whether a frame written now would take the frame-once path (for tests and diagnostics). */
+  get direct(): boolean {
+    return this.#idleSender() !== undefined;
+  }
+
+  /**
+   * Bytes the socket may hold before a direct write reports it full (its writable high-water
+   * mark); Infinity when unknown, so a caller bounding the backlog always looks.
+   */
+  get highWaterMark(): number {
+    const mark = this.#sender?._socket.writableHighWaterMark;
+    return typeof mark === 'number' ? mark : Number.POSITIVE_INFINITY;
+  }
+
+  /**
+   * The shared frame straight onto the TCP socket when the sender is idle, else `ws.send`.
+   * True when it was written directly and the socket holds less than `highWaterMark` bytes.
+   */
+  write(message: PreparedFrame): boolean {
+    const frame = message.frame;
+    const sender = frame === undefined ? undefined : this.#idleSender();
+    if (sender === undefined || frame === undefined) {
+      this.#ws.send(message.payload, TEXT_SEND);
+      return false;
+    }
+    return sender._socket.write(frame);
+  }
+
+  #idleSender(): IdleCheckedSender | undefined {
+    const sender = this.#sender;
+    return sender !== undefined &&
+      sender._state === SENDER_IDLE &&
+      sender._queue.length === 0 &&
+      this.#ws.readyState === WebSocket.OPEN
+      ? sender
+      : undefined;
+  }
 }
 
 /** Whether a frame written to `ws` now would take the frame-once path (for tests and diagnostics). */
 export function writesPreparedFrames(ws: WebSocket): boolean {
-  return idleSender(ws) !== undefined;
+  return new FrameWriter(ws).direct;
 }
 
-/** One text message, framed on first write and shared by every socket it is written to. */
+/** One text message, framed once (when built) and shared by every socket it is written to. */
 export class PreparedFrame {
   /** The message itself (UTF-8 JSON). */
   readonly payload: Buffer;
-  #frame: Buffer | undefined;
+  /** Header and payload in one buffer; undefined when this build of `ws` frames differently. */
+  readonly frame: Buffer | undefined;
 
   constructor(payload: string | Buffer) {
     this.payload = typeof payload === 'string' ? Buffer.from(payload) : payload;
+    this.frame = FRAME_ONCE_AVAILABLE ? frameOnce(this.payload) : undefined;
   }
 
-  /** Header and payload in one buffer (built once). */
-  get frame(): Buffer | undefined {
-    this.#frame ??= frameOnce(this.payload);
-    return this.#frame;
-  }
-
-  /** Writes the message to `ws`: the shared frame when its sender is idle, else `ws.send`. */
+  /** Writes the message to `ws` (one-off; a connection keeps a `FrameWriter` instead). */
   writeTo(ws: WebSocket): void {
-    const sender = idleSender(ws);
-    const frame = sender && this.frame;
-    if (sender?.sendFrame && frame) sender.sendFrame([frame]);
-    else ws.send(this.payload, TEXT_SEND);
+    new FrameWriter(ws).write(this);
   }
 }

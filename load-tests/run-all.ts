@@ -244,9 +244,9 @@ export function markdown(
     `Machine: ${String(m.cores)} cores (${String(m.cpu)}), ${String(m.memoryGiB)} GiB, Node ${String(m.node)}, ` +
       `commit ${String(m.commit)}${m.dirty ? ' + uncommitted changes' : ''}; scenarios ${Math.round(outcomes.reduce((a, o) => a + o.seconds, 0) / 60)} min in all. ` +
       'Servers under test pinned to core 0, load generator, Redis and flooders to core 1. ' +
-      'The machine was shared with other work during the run: `loadavg` (1/5/15 min) before and after each ' +
-      'scenario is in the table below; the scenarios measure other processes\u2019 CPU per window and re-run ' +
-      'disturbed rounds (see each section).',
+      'Other work on the machine, if any, shows as `loadavg` (1/5/15 min, before and after each scenario, in the ' +
+      'table below) above the ~1\u20132 the run itself puts on these cores; the scenarios measure other ' +
+      'processes\u2019 CPU per window and re-run disturbed rounds (see each section).',
     '',
     '| scenario | status | time | loadavg before | loadavg after | report |',
     '| --- | --- | --- | --- | --- | --- |',

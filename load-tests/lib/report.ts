@@ -26,7 +26,12 @@ export function machine(): Record<string, unknown> {
   let dirty = false;
   try {
     commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
-    dirty = execFileSync('git', ['status', '--porcelain'], { cwd: ROOT, encoding: 'utf8' }).trim() !== '';
+    // Reports being written (this run's own, or an earlier one of the same date) are not code.
+    dirty =
+      execFileSync('git', ['status', '--porcelain', '--', '.', ':!load-tests/reports'], {
+        cwd: ROOT,
+        encoding: 'utf8',
+      }).trim() !== '';
   } catch {
     /* not a git checkout */
   }

@@ -10,9 +10,9 @@
  *
  * It relies on internals of `ws` (8.x): the static `Sender.frame`, a WebSocket's `_sender`
  * (with `sendFrame`) writing to the same `_socket`, and the sender's `_state` (0 when no
- * compression or blob read is in progress) and `_queue` (sends waiting behind one). A socket whose sender does not
- * look like that, or is busy, gets `ws.send(payload)` instead — always correct, never out of
- * order. `signaling/test/prepared-frame.test.ts` fails when an upgrade of `ws` changes any of
+ * compression or blob read is in progress) and `_queue` (sends waiting behind one). A socket
+ * whose sender does not look like that, or is busy, gets `ws.send(payload)` instead — always
+ * correct, never out of order. `signaling/test/prepared-frame.test.ts` fails when an upgrade of `ws` changes any of
  * them. The written bytes count in `ws.bufferedAmount` (it reads the socket's write queue), so
  * the slow-consumer bound sees them.
  */

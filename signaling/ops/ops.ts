@@ -36,6 +36,16 @@ let openRoomId: string | undefined;
 let roomsCursor: string | undefined;
 let nextCursor: string | undefined;
 let refreshing = false;
+/** A refresh was asked for while one was under way (after an action, say): run another when it ends. */
+let refreshAgain = false;
+/** The nodes of the last refresh, to show an action's effect before the next one. */
+let lastNodes: NodesAnswer | undefined;
+/**
+ * Drains this console started, by node id, with the instance drained: that instance shows as
+ * draining from the answer to the request on, even in a refresh that raced it, and even when it
+ * finishes draining and leaves before a refresh sees its heartbeat say so.
+ */
+const drainsStarted = new Map<string, { instanceId: string; deadline: number | undefined }>();
 
 async function api<T>(path: string, method: 'GET' | 'POST' = 'GET'): Promise<T> {
   const response = await fetch(path, { method, headers: { Authorization: `Bearer ${token}` }, cache: 'no-store' });
@@ -120,9 +130,21 @@ function nodeState(n: AdminNode): HTMLElement {
   return badge('running', 'ok');
 }
 
+/** The node as this console knows it: draining once a drain it started was accepted. */
+function withDrainStarted(n: AdminNode): AdminNode {
+  const started = drainsStarted.get(n.nodeId);
+  if (!started || started.instanceId !== n.instanceId || n.state !== 'running') return n;
+  return { ...n, state: 'draining', drainDeadline: n.drainDeadline ?? started.deadline };
+}
+
 function renderNodes(answer: NodesAnswer): string[] {
+  lastNodes = answer;
+  for (const [nodeId, started] of drainsStarted) {
+    if (!answer.nodes.some((n) => n.nodeId === nodeId && n.instanceId === started.instanceId))
+      drainsStarted.delete(nodeId);
+  }
   const warnings: string[] = [];
-  const rows = answer.nodes.map((n) => {
+  const rows = answer.nodes.map(withDrainStarted).map((n) => {
     const d = n.detail;
     if (!n.alive) warnings.push(`Node ${n.nodeId} is down (last heartbeat ${time(n.heartbeatAt)}).`);
     if (n.drainOverdue) warnings.push(`Node ${n.nodeId} is still draining past its deadline.`);
@@ -274,8 +296,12 @@ function renderWarnings(warnings: string[]): void {
 }
 
 async function refresh(): Promise<void> {
-  if (refreshing) return;
+  if (refreshing) {
+    refreshAgain = true;
+    return;
+  }
   refreshing = true;
+  refreshAgain = false;
   try {
     const query = `limit=${ROOMS_PER_PAGE}${roomsCursor ? `&cursor=${encodeURIComponent(roomsCursor)}` : ''}`;
     const [nodes, rooms] = await Promise.all([
@@ -308,6 +334,7 @@ async function refresh(): Promise<void> {
     showError(`Refresh failed: ${error instanceof Error ? error.message : String(error)}`);
   } finally {
     refreshing = false;
+    if (refreshAgain && timer !== undefined) void refresh();
   }
 }
 
@@ -319,8 +346,13 @@ async function openRoom(roomId: string): Promise<void> {
 async function drainNode(nodeId: string): Promise<void> {
   if (!(await confirmAction(`Drain node ${nodeId}? Its clients are told to reconnect elsewhere and it shuts down.`)))
     return;
+  const instanceId = lastNodes?.nodes.find((n) => n.nodeId === nodeId)?.instanceId;
   try {
-    await api(`/admin/nodes/${encodeURIComponent(nodeId)}/drain`, 'POST');
+    const answer = await api<{ deadline?: number }>(`/admin/nodes/${encodeURIComponent(nodeId)}/drain`, 'POST');
+    if (instanceId !== undefined && lastNodes) {
+      drainsStarted.set(nodeId, { instanceId, deadline: answer.deadline });
+      renderNodes(lastNodes);
+    }
   } catch (error) {
     showError(`Drain of ${nodeId} failed: ${error instanceof Error ? error.message : String(error)}`);
   }

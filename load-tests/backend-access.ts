@@ -1,8 +1,13 @@
 /**
- * Cost of the backend's access check on `room.join`: the join rate of a node that asks the
- * backend (`BACKEND_URL`, the reference receiver answering in 5 ms, the cache warm) against the
- * same node without a backend, measured in the same run, in alternating rounds. Target: ratio
- * >= 0.90.
+ * Cost of the backend's access check on `room.join`: the joins per server CPU-second of a node
+ * that asks the backend (`BACKEND_URL`, the reference receiver answering in 5 ms, the cache warm)
+ * against the same node without a backend. Target: ratio >= 0.90.
+ *
+ * Both nodes are measured at the same time, on the same pinned core, in every round: on this
+ * virtual machine a core's speed shifts by up to 2× from one few-second window to the next
+ * (the host's other guests; the guest sees no steal time), so nodes measured one after the other
+ * gave per-round ratios from 0.57 to 1.94 in one run. Measured together they share whatever the
+ * host does, and the scheduler splits the core between them: joins per CPU-second is the cost.
  *
  * Each node gets its own clients: ROOMS rooms of PER_ROOM participants (small rooms, so the
  * join path itself, not the fan-out of `participant.joined`, dominates). Every client joins once
@@ -160,14 +165,8 @@ async function main(): Promise<void> {
     const ratios: number[] = [];
     const cpuRatios: number[] = [];
     for (let round = 0; round < ROUNDS; round++) {
-      const order = round % 2 === 0 ? sides : [...sides].reverse();
-      const results = new Map<Side, Window>();
-      for (const side of order) {
-        const w = await measureJoins(side);
-        results.set(side, w);
-        windows.get(side)?.push(w);
-      }
-      const [off, on] = sides.map((s) => results.get(s) as Window) as [Window, Window];
+      const [off, on] = (await Promise.all(sides.map((side) => measureJoins(side)))) as [Window, Window];
+      sides.forEach((side, k) => windows.get(side)?.push(k === 0 ? off : on));
       ratios.push(on.joinsPerSecond / off.joinsPerSecond);
       cpuRatios.push(on.joinsPerServerCpuSecond / off.joinsPerServerCpuSecond);
       console.log(
@@ -180,7 +179,7 @@ async function main(): Promise<void> {
       );
     }
     const measuredRequests = backendRequests - warmRequests;
-    const ratio = median(ratios);
+    const ratio = median(cpuRatios);
     const rows = sides.map((side) => {
       const ws = windows.get(side) ?? [];
       return [
@@ -198,9 +197,9 @@ async function main(): Promise<void> {
       `backend requests while measuring: ${measuredRequests} (cache warm; ${warmRequests} to fill it, ${warmPasses} extra passes)`,
     );
     const result = verdict(ratio, TARGET_RATIO, '>=');
-    const cpuRatio = median(cpuRatios);
-    console.log(`join rate with the access check ÷ without (median of ${ROUNDS} rounds): ${result}`);
-    console.log(`joins per server CPU-second, with ÷ without: ${fmt(cpuRatio)}`);
+    const rateRatio = median(ratios);
+    console.log(`joins per server CPU-second with the access check ÷ without (median of ${ROUNDS} rounds): ${result}`);
+    console.log(`join rate, with ÷ without (the two share one core): ${fmt(rateRatio)}`);
     const path = writeReport('backend-access', {
       settings: {
         rooms: ROOMS,
@@ -221,8 +220,12 @@ async function main(): Promise<void> {
       })),
       backendRequests: { toWarm: warmRequests, whileMeasuring: measuredRequests },
       ratio,
-      cpuRatio,
-      verdict: result,
+      rateRatio,
+      verdicts: {
+        joinsPerCpu: result,
+        joinRate: `${fmt(rateRatio)} (join rate with ÷ without, the two nodes sharing one core)`,
+        backendRequests: `${measuredRequests} backend requests while measuring (the cache is warm)`,
+      },
     });
     console.log(`report: ${path}`);
   } finally {

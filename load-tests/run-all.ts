@@ -230,6 +230,12 @@ function relative(path: string): string {
   return path.startsWith(`${ROOT}/`) ? path.slice(ROOT.length + 1) : path;
 }
 
+/** The commit a scenario's own report was written at (`+`: with uncommitted changes), `-` without one. */
+function commitOf(o: ScenarioOutcome): string {
+  const m = o.report?.machine as { commit?: unknown; dirty?: unknown } | undefined;
+  return typeof m?.commit === 'string' ? `${m.commit}${m.dirty === true ? '+' : ''}` : '-';
+}
+
 /** The Markdown report; charts are files next to it, linked by name. */
 export function markdown(
   outcomes: readonly ScenarioOutcome[],
@@ -242,17 +248,19 @@ export function markdown(
     `# Load report ${header.date}${header.quick ? ' (quick smoke run — sizes too small for the numbers to mean much)' : ''}`,
     '',
     `Machine: ${String(m.cores)} cores (${String(m.cpu)}), ${String(m.memoryGiB)} GiB, Node ${String(m.node)}, ` +
-      `commit ${String(m.commit)}${m.dirty ? ' + uncommitted changes' : ''}; scenarios ${Math.round(outcomes.reduce((a, o) => a + o.seconds, 0) / 60)} min in all. ` +
+      `commit ${String(m.commit)}${m.dirty ? ' + uncommitted changes' : ''} (each scenario’s own in the table: a ` +
+      'scenario kept from an earlier run of the day by `--merge` shows where it ran, `+` marks uncommitted changes); ' +
+      `scenarios ${Math.round(outcomes.reduce((a, o) => a + o.seconds, 0) / 60)} min in all. ` +
       'Servers under test pinned to core 0, load generator, Redis and flooders to core 1. ' +
       'Other work on the machine, if any, shows as `loadavg` (1/5/15 min, before and after each scenario, in the ' +
       'table below) above the ~1\u20132 the run itself puts on these cores; the scenarios measure other ' +
       'processes\u2019 CPU per window and re-run disturbed rounds (see each section).',
     '',
-    '| scenario | status | time | loadavg before | loadavg after | report |',
-    '| --- | --- | --- | --- | --- | --- |',
+    '| scenario | status | time | commit | loadavg before | loadavg after | report |',
+    '| --- | --- | --- | --- | --- | --- | --- |',
     ...outcomes.map(
       (o) =>
-        `| ${o.id} ${o.title} | ${o.status}${o.reason ? ` (${o.reason})` : ''} | ${o.seconds} s | ` +
+        `| ${o.id} ${o.title} | ${o.status}${o.reason ? ` (${o.reason})` : ''} | ${o.seconds} s | ${commitOf(o)} | ` +
         `${o.loadavgBefore.join(' / ')} | ${o.loadavgAfter.join(' / ')} | ${o.reportPath ? `\`${basename(o.reportPath)}\`` : '-'} |`,
     ),
     '',

@@ -165,8 +165,9 @@ async function main(): Promise<void> {
     const ratios: number[] = [];
     const cpuRatios: number[] = [];
     for (let round = 0; round < ROUNDS; round++) {
-      const [off, on] = (await Promise.all(sides.map((side) => measureJoins(side)))) as [Window, Window];
-      sides.forEach((side, k) => windows.get(side)?.push(k === 0 ? off : on));
+      const results = await Promise.all(sides.map((side) => measureJoins(side)));
+      sides.forEach((side, k) => windows.get(side)?.push(results[k] as Window));
+      const [off, on] = results as [Window, Window];
       ratios.push(on.joinsPerSecond / off.joinsPerSecond);
       cpuRatios.push(on.joinsPerServerCpuSecond / off.joinsPerServerCpuSecond);
       console.log(

@@ -12,12 +12,7 @@ import { afterEach, expect, it } from 'vitest';
 import { WebSocketServer, type WebSocket, type ServerOptions } from 'ws';
 import { eventually } from '../../test-support/async.js';
 import { openSocket } from '../../test-support/sockets.js';
-import {
-  FRAME_ONCE_AVAILABLE,
-  FrameWriter,
-  PreparedFrame,
-  writesPreparedFrames,
-} from '../src/gateway/prepared-frame.js';
+import { FRAME_ONCE_AVAILABLE, FrameWriter, PreparedFrame } from '../src/gateway/prepared-frame.js';
 
 interface Pair {
   readonly server: WebSocket;
@@ -53,12 +48,12 @@ async function connect(count: number, options: ServerOptions = {}, clientDeflate
   return pairs;
 }
 
-it('ws still has the internals the frame-once path uses (Sender.frame, _sender.sendFrame/_state/_queue/_socket)', async () => {
+it('ws still has the internals the frame-once path uses (Sender.frame, _sender._state/_queue/_socket)', async () => {
   expect(FRAME_ONCE_AVAILABLE, 'ws Sender.frame is missing or frames differently').toBe(true);
   const [pair] = await connect(1);
   expect(
-    writesPreparedFrames(pair!.server),
-    "an open, idle ws socket no longer exposes _sender.sendFrame / _state === 0 / _queue / _socket (the WebSocket's own): fan-out fell back to ws.send",
+    new FrameWriter(pair!.server).direct,
+    "an open, idle ws socket no longer exposes _sender._state === 0 / _queue / _socket (the WebSocket's own): fan-out fell back to ws.send",
   ).toBe(true);
   const frame = new PreparedFrame('{"event":"x"}');
   expect(frame.frame).toEqual(Buffer.from([0x81, 13, ...Buffer.from('{"event":"x"}')]));
@@ -69,10 +64,11 @@ it('writes one shared frame to every socket, in order with ws.send messages', as
   const big = JSON.stringify({ event: 'chat.message', data: { text: 'x'.repeat(70_000) } });
   const frames = [new PreparedFrame('{"n":1}'), new PreparedFrame(Buffer.from(big)), new PreparedFrame('{"n":3}')];
   for (const { server } of pairs) {
-    frames[0]!.writeTo(server);
+    const writer = new FrameWriter(server);
+    writer.write(frames[0]!);
     server.send('{"n":2}');
-    frames[1]!.writeTo(server);
-    frames[2]!.writeTo(server);
+    writer.write(frames[1]!);
+    writer.write(frames[2]!);
   }
   for (const { received } of pairs) {
     await eventually(() => received.length >= 4, 10_000, 'four messages');
@@ -86,16 +82,17 @@ it('writes one shared frame to every socket, in order with ws.send messages', as
 it('falls back to ws.send while permessage-deflate is compressing, so order holds', async () => {
   const [pair] = await connect(1, { perMessageDeflate: { threshold: 0 } }, true);
   const { server, received } = pair!;
+  const writer = new FrameWriter(server);
   const compressible = 'a'.repeat(200_000);
   server.send(compressible); // deflated asynchronously: the sender is busy until it is done
-  expect(writesPreparedFrames(server)).toBe(false);
-  new PreparedFrame('{"after":true}').writeTo(server);
+  expect(writer.direct).toBe(false);
+  writer.write(new PreparedFrame('{"after":true}'));
   await eventually(() => received.length >= 2, 10_000, 'two messages');
   expect(received[0]).toHaveLength(200_000);
   expect(received[1]).toBe('{"after":true}');
   // Idle again: prepared frames go out uncompressed (RSV1 clear), which the client accepts.
-  await eventually(() => writesPreparedFrames(server), 10_000, 'the sender to be idle');
-  new PreparedFrame('{"plain":true}').writeTo(server);
+  await eventually(() => writer.direct, 10_000, 'the sender to be idle');
+  writer.write(new PreparedFrame('{"plain":true}'));
   await eventually(() => received.length >= 3, 10_000, 'three messages');
   expect(received[2]).toBe('{"plain":true}');
 });
@@ -126,9 +123,8 @@ it('a closed socket gets nothing and nothing throws', async () => {
   const closed = new Promise((r) => server.once('close', r));
   client.close();
   await closed;
-  expect(writesPreparedFrames(server)).toBe(false);
   // A connection's writer, made while the socket was open, checks again on every write.
   expect(writer.direct).toBe(false);
+  expect(new FrameWriter(server).direct).toBe(false);
   expect(() => writer.write(new PreparedFrame('{"late":true}'))).not.toThrow();
-  expect(() => new PreparedFrame('{"late":true}').writeTo(server)).not.toThrow();
 });

@@ -9,12 +9,12 @@
  * `FrameWriter` finds the sender once.
  *
  * It relies on internals of `ws` (8.x): the static `Sender.frame`, a WebSocket's `_sender`
- * (with `sendFrame`) writing to the same `_socket`, and the sender's `_state` (0 when no
- * compression or blob read is in progress) and `_queue` (sends waiting behind one). A socket
- * whose sender does not look like that, or is busy, gets `ws.send(payload)` instead — always
- * correct, never out of order. `signaling/test/prepared-frame.test.ts` fails when an upgrade of `ws` changes any of
- * them. The written bytes count in `ws.bufferedAmount` (it reads the socket's write queue), so
- * the slow-consumer bound sees them.
+ * writing to the same `_socket`, and the sender's `_state` (0 when no compression or blob read
+ * is in progress) and `_queue` (sends waiting behind one). A socket whose sender does not look
+ * like that, or is busy, gets `ws.send(payload)` instead — always correct, never out of order.
+ * `signaling/test/prepared-frame.test.ts` fails when an upgrade of `ws` changes any of them.
+ * The written bytes count in `ws.bufferedAmount` (it reads the socket's write queue), so the
+ * slow-consumer bound sees them.
  */
 import * as wsModule from 'ws';
 import { WebSocket } from 'ws';
@@ -25,13 +25,6 @@ interface FrameOptions {
   readonly mask: boolean;
   readonly readOnly: boolean;
   readonly rsv1: boolean;
-}
-
-/** The parts of ws's `Sender` this module uses (absent from @types/ws). */
-interface SenderInternals {
-  readonly _state?: unknown;
-  readonly _queue?: unknown;
-  sendFrame?: (list: readonly Buffer[], cb?: () => void) => void;
 }
 
 const TEXT_OPCODE = 1;
@@ -77,11 +70,10 @@ interface IdleCheckedSender {
 /** The sender of `ws` when its internals look as expected (checked once per connection); else undefined. */
 function senderOf(ws: WebSocket): IdleCheckedSender | undefined {
   if (!FRAME_ONCE_AVAILABLE) return undefined;
-  const sender = (ws as unknown as { _sender?: SenderInternals & { _socket?: unknown } })._sender;
+  const sender = (ws as unknown as { _sender?: { _state?: unknown; _queue?: unknown; _socket?: unknown } })._sender;
   const socket = (ws as unknown as { _socket?: unknown })._socket;
   if (
     sender === undefined ||
-    typeof sender.sendFrame !== 'function' ||
     typeof sender._state !== 'number' ||
     !Array.isArray(sender._queue) ||
     sender._socket === undefined ||
@@ -126,13 +118,12 @@ export class FrameWriter {
    * True when it was written directly and the socket holds less than `highWaterMark` bytes.
    */
   write(message: PreparedFrame): boolean {
-    const frame = message.frame;
-    const sender = frame === undefined ? undefined : this.#idleSender();
-    if (sender === undefined || frame === undefined) {
+    const sender = this.#idleSender();
+    if (sender === undefined || message.frame === undefined) {
       this.#ws.send(message.payload, TEXT_SEND);
       return false;
     }
-    return sender._socket.write(frame);
+    return sender._socket.write(message.frame);
   }
 
   #idleSender(): IdleCheckedSender | undefined {
@@ -146,11 +137,6 @@ export class FrameWriter {
   }
 }
 
-/** Whether a frame written to `ws` now would take the frame-once path (for tests and diagnostics). */
-export function writesPreparedFrames(ws: WebSocket): boolean {
-  return new FrameWriter(ws).direct;
-}
-
 /** One text message, framed once (when built) and shared by every socket it is written to. */
 export class PreparedFrame {
   /** The message itself (UTF-8 JSON). */
@@ -161,10 +147,5 @@ export class PreparedFrame {
   constructor(payload: string | Buffer) {
     this.payload = typeof payload === 'string' ? Buffer.from(payload) : payload;
     this.frame = FRAME_ONCE_AVAILABLE ? frameOnce(this.payload) : undefined;
-  }
-
-  /** Writes the message to `ws` (one-off; a connection keeps a `FrameWriter` instead). */
-  writeTo(ws: WebSocket): void {
-    new FrameWriter(ws).write(this);
   }
 }
